@@ -1,0 +1,175 @@
+package narwhal
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/tezos-dsn/dsn/internal/crypto"
+)
+
+// Authority is one member of the committee.
+type Authority struct {
+	Name       string              // operator-chosen label, unique, for logs and metrics
+	Stake      uint64              // voting weight, > 0
+	BLSKey     crypto.BLSPublicKey // signs votes; certificates aggregate these
+	Possession crypto.BLSSignature // proof of possession of BLSKey, checked on load
+	NetworkKey [ed25519.PublicKeySize]byte
+	Address    string // host:port of its node-to-node endpoint
+}
+
+// Committee is the set of authorities of one epoch. AuthorityID i is
+// Authorities[i]: the order is the committee file's order.
+type Committee struct {
+	Epoch       uint64
+	Authorities []Authority
+}
+
+// ErrUnknownAuthority reports an authority id outside the committee.
+var ErrUnknownAuthority = errors.New("narwhal: unknown authority")
+
+// Size returns the number of authorities.
+func (c *Committee) Size() int { return len(c.Authorities) }
+
+// Stake returns the stake of id, or 0 for an unknown id.
+func (c *Committee) Stake(id AuthorityID) uint64 {
+	if int(id) >= len(c.Authorities) {
+		return 0
+	}
+	return c.Authorities[id].Stake
+}
+
+// TotalStake returns the sum of all stakes.
+func (c *Committee) TotalStake() uint64 {
+	var t uint64
+	for i := range c.Authorities {
+		t += c.Authorities[i].Stake
+	}
+	return t
+}
+
+// QuorumThreshold is the stake of 2f+1: 2T/3 + 1 (integer division). Any two
+// quorums share an honest authority.
+func (c *Committee) QuorumThreshold() uint64 { return 2*c.TotalStake()/3 + 1 }
+
+// ValidityThreshold is the stake of f+1: (T+2)/3. Any validity set holds an
+// honest authority.
+func (c *Committee) ValidityThreshold() uint64 { return (c.TotalStake() + 2) / 3 }
+
+// Leader returns the leader of an even round: round-robin over authority ids
+// by round/2. Odd rounds have no leader; Leader panics on one because asking
+// is a bug. This one function serves proposer timing, Bullshark and the
+// kernel.
+func (c *Committee) Leader(round uint64) AuthorityID {
+	if round%2 != 0 {
+		panic(fmt.Sprintf("narwhal: leader of odd round %d", round))
+	}
+	return AuthorityID((round / 2) % uint64(len(c.Authorities)))
+}
+
+// StakeOf sums the stake of a set of distinct authorities.
+func (c *Committee) StakeOf(ids []AuthorityID) uint64 {
+	var s uint64
+	for _, id := range ids {
+		s += c.Stake(id)
+	}
+	return s
+}
+
+// Validate checks the committee's structure and every proof of possession.
+// Errors name the offending field.
+func (c *Committee) Validate() error {
+	n := len(c.Authorities)
+	if n == 0 {
+		return errors.New("authorities: committee is empty")
+	}
+	if n > MaxCommitteeSize {
+		return fmt.Errorf("authorities: %d authorities, at most %d", n, MaxCommitteeSize)
+	}
+	names := make(map[string]int, n)
+	bls := make(map[crypto.BLSPublicKey]int, n)
+	nets := make(map[[ed25519.PublicKeySize]byte]int, n)
+	var total uint64
+	for i := range c.Authorities {
+		a := &c.Authorities[i]
+		field := fmt.Sprintf("authorities[%d]", i)
+		if a.Name == "" {
+			return fmt.Errorf("%s.name: empty", field)
+		}
+		if j, dup := names[a.Name]; dup {
+			return fmt.Errorf("%s.name: %q already used by authorities[%d]", field, a.Name, j)
+		}
+		names[a.Name] = i
+		if a.Stake == 0 {
+			return fmt.Errorf("%s.stake: must be > 0", field)
+		}
+		if total > math.MaxUint64/4-a.Stake { // thresholds compute 2T
+			return fmt.Errorf("%s.stake: total stake overflows", field)
+		}
+		total += a.Stake
+		if j, dup := bls[a.BLSKey]; dup {
+			return fmt.Errorf("%s.bls_key: same key as authorities[%d]", field, j)
+		}
+		bls[a.BLSKey] = i
+		if j, dup := nets[a.NetworkKey]; dup {
+			return fmt.Errorf("%s.network_key: same key as authorities[%d]", field, j)
+		}
+		nets[a.NetworkKey] = i
+		if err := crypto.VerifyPossession(a.BLSKey, a.Possession); err != nil {
+			return fmt.Errorf("%s.possession: %w", field, err)
+		}
+		if a.Address == "" {
+			return fmt.Errorf("%s.address: empty", field)
+		}
+	}
+	return nil
+}
+
+// BLSKeys returns the authorities' BLS keys in id order.
+func (c *Committee) BLSKeys() []crypto.BLSPublicKey {
+	out := make([]crypto.BLSPublicKey, len(c.Authorities))
+	for i := range c.Authorities {
+		out[i] = c.Authorities[i].BLSKey
+	}
+	return out
+}
+
+// Encode returns the canonical encoding of the committee (what the kernel is
+// configured with).
+func (c *Committee) Encode() []byte {
+	e := &encoder{}
+	e.u64(c.Epoch)
+	e.count(len(c.Authorities))
+	for i := range c.Authorities {
+		a := &c.Authorities[i]
+		e.bytes([]byte(a.Name))
+		e.u64(a.Stake)
+		e.raw(a.BLSKey[:])
+		e.raw(a.Possession[:])
+		e.raw(a.NetworkKey[:])
+		e.bytes([]byte(a.Address))
+	}
+	return e.buf
+}
+
+// DecodeCommittee decodes a canonical committee. It does not Validate.
+func DecodeCommittee(buf []byte) (*Committee, error) {
+	d := newDecoder(buf)
+	c := &Committee{Epoch: d.u64()}
+	n := d.count(MaxCommitteeSize, 8+crypto.BLSPublicKeySize+crypto.BLSSignatureSize+ed25519.PublicKeySize+8, "committee authorities")
+	c.Authorities = make([]Authority, n)
+	for i := range c.Authorities {
+		a := &c.Authorities[i]
+		a.Name = string(d.bytes(256, "authority name"))
+		a.Stake = d.u64()
+		d.fixed(a.BLSKey[:])
+		d.fixed(a.Possession[:])
+		d.fixed(a.NetworkKey[:])
+		a.Address = string(d.bytes(1024, "authority address"))
+	}
+	if err := d.finish("committee"); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

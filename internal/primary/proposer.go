@@ -1,0 +1,118 @@
+package primary
+
+import (
+	"github.com/tezos-dsn/dsn/internal/crypto"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/store"
+)
+
+func aggregate(sigs []crypto.BLSSignature) (crypto.BLSSignature, error) {
+	return crypto.AggregateSignatures(sigs)
+}
+
+// quorumRound returns the highest round whose accepted certificates hold a
+// quorum of stake, and whether there is one at or above `from`.
+func (p *Primary) quorumRound(from uint64) (uint64, bool) {
+	for r := p.maxRound; r >= from; r-- {
+		var stake uint64
+		for a := range p.dag[r] {
+			stake += p.committee.Stake(a)
+		}
+		if stake >= p.committee.QuorumThreshold() {
+			return r, true
+		}
+		if r == 0 {
+			break
+		}
+	}
+	return 0, false
+}
+
+// leaderReady implements Bullshark's wait: on an even parent round, wait for
+// the leader's certificate; on an odd one, wait until f+1 stake of parents
+// supports the previous leader, or a quorum does not (it will not commit).
+func (p *Primary) leaderReady(pr uint64) bool {
+	if pr < 2 {
+		return true
+	}
+	if pr%2 == 0 {
+		return p.dag[pr][p.committee.Leader(pr)] != nil
+	}
+	leader := p.dag[pr-1][p.committee.Leader(pr-1)]
+	if leader == nil {
+		return true
+	}
+	ld := leader.Digest()
+	var support, against uint64
+	for a, c := range p.dag[pr] {
+		s := p.committee.Stake(a)
+		if containsDigest(c.Header.Parents, ld) {
+			support += s
+		} else {
+			against += s
+		}
+	}
+	return support >= p.committee.ValidityThreshold() || against >= p.committee.QuorumThreshold()
+}
+
+func containsDigest(ds []narwhal.Digest, d narwhal.Digest) bool {
+	for i := range ds {
+		if ds[i] == d {
+			return true
+		}
+	}
+	return false
+}
+
+// tryPropose proposes a header for the round after the highest round with a
+// quorum of certificates, as soon as there is something to order (own
+// batches, or recent payload of others still to be committed) and the
+// leader rule is satisfied — or when MaxHeaderDelay ticks passed anyway.
+func (p *Primary) tryPropose(out *Output) {
+	pr, ok := p.quorumRound(p.round)
+	if !ok || pr+1 <= p.round {
+		return
+	}
+	timedOut := p.sinceProposal >= p.cfg.MaxHeaderDelay
+	work := len(p.queue) > 0 || len(p.certified) > 0 || (p.cur != nil && !p.cur.certified && len(p.cur.payload) > 0) ||
+		p.lastPayloadRound+4 > pr
+	if !timedOut && (!work || !p.leaderReady(pr)) {
+		return
+	}
+	// Cancel an uncertified own header: its batches move to the new one, and
+	// late votes for it are ignored, so it can never become a certificate.
+	if p.cur != nil && !p.cur.certified {
+		p.queue = append(p.cur.payload, p.queue...)
+	}
+	n := len(p.queue)
+	if n > p.cfg.MaxHeaderPayload {
+		n = p.cfg.MaxHeaderPayload
+	}
+	payload := append([]PendingDigest(nil), p.queue[:n]...)
+	p.queue = p.queue[n:]
+	h := &narwhal.Header{
+		Author:    p.self,
+		Round:     pr + 1,
+		Epoch:     p.committee.Epoch,
+		CreatedAt: p.nowMs,
+	}
+	for _, pd := range payload {
+		h.Payload = append(h.Payload, pd.Digest)
+	}
+	for a := 0; a < p.committee.Size(); a++ {
+		if c := p.dag[pr][narwhal.AuthorityID(a)]; c != nil {
+			h.Parents = append(h.Parents, c.Digest())
+			if c.Header.CreatedAt > h.CreatedAt {
+				h.CreatedAt = c.Header.CreatedAt
+			}
+		}
+	}
+	h.Parents = narwhal.SortDigests(h.Parents)
+	p.round = h.Round
+	p.sinceProposal = 0
+	p.cur = p.newProposal(h)
+	p.cur.payload = payload
+	out.Writes = append(out.Writes, store.Put(store.LastProposedKey(), h.Encode()))
+	p.broadcast(out, &narwhal.HeaderMsg{Header: *h})
+	p.maybeCertify(out)
+}

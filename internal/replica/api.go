@@ -1,0 +1,58 @@
+// Package replica composes one authority's protocol cores — the Narwhal
+// worker (internal/worker), the Narwhal primary (internal/primary) and
+// Bullshark (internal/bullshark) — into a single deterministic state machine
+// with three inputs (Submit, Receive, Tick) and one kind of output (Output).
+//
+// It is the synchronous driver between the pure cores and a runtime: the
+// consensus node (services/node) and the simulator (internal/sim) both drive a
+// Replica, so they run exactly the same protocol code. A Replica is not safe
+// for concurrent use: one goroutine (the runtime's event loop) owns it.
+//
+// The runtime's contract for every Output, in this order:
+//  1. apply Output.Writes to the store as one atomic, synced batch;
+//  2. only then send Output.Messages, acknowledge Output.Acked tickets and
+//     publish Output.Committed sub-DAGs.
+//
+// Breaking the order can make a restarted node equivocate or lose an
+// acknowledged transaction.
+package replica
+
+import (
+	"github.com/tezos-dsn/dsn/internal/bullshark"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/store"
+)
+
+// CommittedSubDAG is one committed sub-DAG (pre-block) from Bullshark.
+type CommittedSubDAG = bullshark.CommittedSubDAG
+
+// Envelope is a message addressed to one peer.
+type Envelope = narwhal.Envelope
+
+// Output is what one or more steps produced. See the package doc for the
+// order in which a runtime must carry it out.
+type Output struct {
+	// Writes must be durable before anything else in this Output happens.
+	Writes []store.Write
+	// Messages to peers (never to self).
+	Messages []Envelope
+	// Acked holds the tickets of submitted transactions whose batch is now
+	// stored on a quorum of workers and queued durably for proposal.
+	Acked []uint64
+	// Committed holds newly committed sub-DAGs, in index order.
+	Committed []*CommittedSubDAG
+}
+
+// Append adds o's contents after out's, so a runtime can group several steps
+// into one synced write (group commit) without changing their order.
+func (out *Output) Append(o Output) {
+	out.Writes = append(out.Writes, o.Writes...)
+	out.Messages = append(out.Messages, o.Messages...)
+	out.Acked = append(out.Acked, o.Acked...)
+	out.Committed = append(out.Committed, o.Committed...)
+}
+
+// Empty reports whether there is nothing to do.
+func (out *Output) Empty() bool {
+	return len(out.Writes) == 0 && len(out.Messages) == 0 && len(out.Acked) == 0 && len(out.Committed) == 0
+}

@@ -1,0 +1,372 @@
+// Package worker is the Narwhal worker core: it seals client transactions
+// into batches (on size or delay), broadcasts them to the other workers,
+// waits for a quorum of stored acknowledgements, stores other workers'
+// batches, and fetches the batches a header names but this worker lacks.
+//
+// It is a pure step function (see internal/replica for the driver): inputs
+// are Submit, Receive and Tick; every call returns an Output whose Writes the
+// runtime must make durable before it sends the Messages or acknowledges the
+// transactions. Timeouts are counted in ticks.
+package worker
+
+import (
+	"fmt"
+
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/store"
+)
+
+// Config holds the worker's parameters.
+type Config struct {
+	// BatchSize seals the current batch once its transactions reach this many bytes.
+	BatchSize int
+	// MaxBatchDelay seals a non-empty batch this many ticks after its first transaction.
+	MaxBatchDelay int
+	// RetryTicks is how long to wait before re-sending a batch to workers that
+	// have not acknowledged it, or re-requesting a missing batch from another peer.
+	RetryTicks int
+	// MaxResponseBytes bounds the batch bytes in one BatchResponse.
+	MaxResponseBytes int
+}
+
+// OwnBatch is one of this worker's batches that reached a quorum. Seq is the
+// key of its durable pending entry (store.PendingKey).
+type OwnBatch struct {
+	Digest narwhal.Digest
+	Seq    uint64
+}
+
+// Output is the result of one step.
+type Output struct {
+	Writes   []store.Write
+	Messages []narwhal.Envelope
+	// Acked tickets: their batch is stored on a quorum and queued durably.
+	Acked []uint64
+	// Available lists own batches that reached a quorum, for the primary to propose.
+	Available []OwnBatch
+	// Stored lists batches of other workers now stored locally.
+	Stored []narwhal.Digest
+}
+
+type inflight struct {
+	msg     *narwhal.BatchMsg
+	tickets []uint64
+	acked   []bool
+	stake   uint64
+	since   int
+}
+
+type fetch struct {
+	round  uint64 // round of the header that needs it, for garbage collection
+	target narwhal.AuthorityID
+	since  int
+}
+
+// Worker is the worker core of one authority. Not safe for concurrent use.
+type Worker struct {
+	cfg       Config
+	committee *narwhal.Committee
+	self      narwhal.AuthorityID
+	st        store.Reader
+
+	cur      [][]byte
+	tickets  []uint64
+	curBytes int
+	curAge   int
+
+	inflight      map[narwhal.Digest]*inflight
+	inflightOrder []narwhal.Digest
+
+	fetching      map[narwhal.Digest]*fetch
+	fetchingOrder []narwhal.Digest
+
+	// stored and storedOld remember recently stored batches (two
+	// generations, rotated every rotateTicks); older ones are in the store.
+	stored     map[narwhal.Digest]bool
+	storedOld  map[narwhal.Digest]bool
+	ticks      int
+	nextSeq    uint64
+	sealed     uint64
+	fromOthers uint64
+}
+
+// New returns a worker that resumes from st: pending sequence numbers
+// continue after the highest stored one.
+func New(cfg Config, committee *narwhal.Committee, self narwhal.AuthorityID, st store.Reader) *Worker {
+	w := &Worker{
+		cfg: cfg, committee: committee, self: self, st: st,
+		inflight: make(map[narwhal.Digest]*inflight),
+		fetching: make(map[narwhal.Digest]*fetch),
+		stored:   make(map[narwhal.Digest]bool),
+	}
+	st.Scan([]byte{store.PrefixPending}, store.PrefixEnd([]byte{store.PrefixPending}), func(k, _ []byte) bool {
+		if len(k) == 9 {
+			w.nextSeq = be64(k[1:]) + 1
+		}
+		return true
+	})
+	return w
+}
+
+func be64(b []byte) uint64 {
+	var v uint64
+	for _, x := range b[:8] {
+		v = v<<8 | uint64(x)
+	}
+	return v
+}
+
+// rotateTicks is how often the in-memory set of stored batches ages.
+const rotateTicks = 10_000
+
+// Has reports whether the batch is stored locally.
+func (w *Worker) Has(d narwhal.Digest) bool {
+	if w.stored[d] || w.storedOld[d] {
+		return true
+	}
+	_, ok := w.st.Get(store.BatchKey(d))
+	return ok
+}
+
+// Stats reports counters for metrics.
+func (w *Worker) Stats() (sealed, fromOthers uint64, inflight, fetching int) {
+	return w.sealed, w.fromOthers, len(w.inflight), len(w.fetching)
+}
+
+// Submit adds a client transaction to the current batch. The ticket comes
+// back in Output.Acked once the batch is safe. The caller validates size.
+func (w *Worker) Submit(ticket uint64, tx []byte) Output {
+	var out Output
+	w.cur = append(w.cur, tx)
+	w.tickets = append(w.tickets, ticket)
+	w.curBytes += len(tx)
+	if w.curBytes >= w.cfg.BatchSize {
+		w.seal(&out)
+	}
+	return out
+}
+
+// Tick advances time by one tick: seals a batch that waited long enough and
+// retries unacknowledged broadcasts and missing-batch requests.
+func (w *Worker) Tick() Output {
+	var out Output
+	if w.ticks++; w.ticks%rotateTicks == 0 {
+		w.storedOld, w.stored = w.stored, make(map[narwhal.Digest]bool)
+	}
+	if len(w.cur) > 0 {
+		w.curAge++
+		if w.curAge >= w.cfg.MaxBatchDelay {
+			w.seal(&out)
+		}
+	}
+	for _, d := range w.inflightOrder {
+		f := w.inflight[d]
+		if f.since++; f.since < w.cfg.RetryTicks {
+			continue
+		}
+		f.since = 0
+		for i, ok := range f.acked {
+			if !ok {
+				out.Messages = append(out.Messages, narwhal.Envelope{To: narwhal.AuthorityID(i), Msg: f.msg})
+			}
+		}
+	}
+	retry := map[narwhal.AuthorityID][]narwhal.Digest{}
+	var targets []narwhal.AuthorityID
+	for _, d := range w.fetchingOrder {
+		f := w.fetching[d]
+		if f.since++; f.since < w.cfg.RetryTicks {
+			continue
+		}
+		f.since = 0
+		f.target = w.nextPeer(f.target)
+		if _, ok := retry[f.target]; !ok {
+			targets = append(targets, f.target)
+		}
+		retry[f.target] = append(retry[f.target], d)
+	}
+	for _, t := range targets {
+		out.Messages = append(out.Messages, narwhal.Envelope{To: t, Msg: &narwhal.BatchRequestMsg{Digests: retry[t]}})
+	}
+	return out
+}
+
+// nextPeer returns the next authority after a, skipping self.
+func (w *Worker) nextPeer(a narwhal.AuthorityID) narwhal.AuthorityID {
+	n := narwhal.AuthorityID(w.committee.Size())
+	for {
+		a = (a + 1) % n
+		if a != w.self || n == 1 {
+			return a
+		}
+	}
+}
+
+func (w *Worker) seal(out *Output) {
+	b := narwhal.Batch{Transactions: w.cur}
+	d := b.Digest()
+	tickets := w.tickets
+	w.cur, w.tickets, w.curBytes, w.curAge = nil, nil, 0, 0
+	w.sealed++
+	if _, dup := w.inflight[d]; dup || w.Has(d) {
+		// The same transactions again (a client retried): the earlier batch
+		// carries them; acknowledge once that one is safe.
+		if f := w.inflight[d]; f != nil {
+			f.tickets = append(f.tickets, tickets...)
+		} else {
+			out.Acked = append(out.Acked, tickets...)
+		}
+		return
+	}
+	out.Writes = append(out.Writes, store.Put(store.BatchKey(d), b.Encode()))
+	w.stored[d] = true
+	f := &inflight{
+		msg:     &narwhal.BatchMsg{Batch: b},
+		tickets: tickets,
+		acked:   make([]bool, w.committee.Size()),
+	}
+	f.acked[w.self] = true
+	f.stake = w.committee.Stake(w.self)
+	w.inflight[d] = f
+	w.inflightOrder = append(w.inflightOrder, d)
+	for i := 0; i < w.committee.Size(); i++ {
+		if narwhal.AuthorityID(i) != w.self {
+			out.Messages = append(out.Messages, narwhal.Envelope{To: narwhal.AuthorityID(i), Msg: f.msg})
+		}
+	}
+	w.checkQuorum(d, f, out)
+}
+
+func (w *Worker) checkQuorum(d narwhal.Digest, f *inflight, out *Output) {
+	if f.stake < w.committee.QuorumThreshold() {
+		return
+	}
+	seq := w.nextSeq
+	w.nextSeq++
+	out.Writes = append(out.Writes, store.Put(store.PendingKey(seq), d[:]))
+	out.Acked = append(out.Acked, f.tickets...)
+	out.Available = append(out.Available, OwnBatch{Digest: d, Seq: seq})
+	delete(w.inflight, d)
+	w.inflightOrder = removeDigest(w.inflightOrder, d)
+}
+
+func removeDigest(ds []narwhal.Digest, d narwhal.Digest) []narwhal.Digest {
+	for i := range ds {
+		if ds[i] == d {
+			return append(ds[:i], ds[i+1:]...)
+		}
+	}
+	return ds
+}
+
+// Fetch asks for the batches a header of `round` by `author` names that are
+// not stored locally, first from the author, then from the other peers in
+// turn. Stored batches come back in Output.Stored of a later step.
+func (w *Worker) Fetch(digests []narwhal.Digest, author narwhal.AuthorityID, round uint64) Output {
+	var out Output
+	var ask []narwhal.Digest
+	for _, d := range digests {
+		if w.Has(d) || w.fetching[d] != nil {
+			continue
+		}
+		w.fetching[d] = &fetch{round: round, target: author}
+		w.fetchingOrder = append(w.fetchingOrder, d)
+		ask = append(ask, d)
+	}
+	if len(ask) > 0 {
+		to := author
+		if to == w.self {
+			to = w.nextPeer(to)
+		}
+		out.Messages = append(out.Messages, narwhal.Envelope{To: to, Msg: &narwhal.BatchRequestMsg{Digests: ask}})
+	}
+	return out
+}
+
+// GC drops fetches for headers at or below round.
+func (w *Worker) GC(round uint64) {
+	kept := w.fetchingOrder[:0]
+	for _, d := range w.fetchingOrder {
+		if w.fetching[d].round <= round {
+			delete(w.fetching, d)
+			continue
+		}
+		kept = append(kept, d)
+	}
+	w.fetchingOrder = kept
+}
+
+// Receive handles a worker message from an authenticated peer. The error
+// describes bad input (for logs); the output is valid either way.
+func (w *Worker) Receive(from narwhal.AuthorityID, m narwhal.Message) (Output, error) {
+	var out Output
+	switch m := m.(type) {
+	case *narwhal.BatchMsg:
+		d := m.Batch.Digest()
+		if !w.Has(d) {
+			out.Writes = append(out.Writes, store.Put(store.BatchKey(d), m.Batch.Encode()))
+			w.stored[d] = true
+			w.fromOthers++
+			out.Stored = append(out.Stored, d)
+			w.fetchDone(d)
+		}
+		out.Messages = append(out.Messages, narwhal.Envelope{To: from, Msg: &narwhal.BatchAckMsg{Digest: d}})
+	case *narwhal.BatchAckMsg:
+		f := w.inflight[m.Digest]
+		if f == nil || f.acked[from] {
+			return out, nil // late or duplicate
+		}
+		f.acked[from] = true
+		f.stake += w.committee.Stake(from)
+		w.checkQuorum(m.Digest, f, &out)
+	case *narwhal.BatchRequestMsg:
+		resp := &narwhal.BatchResponseMsg{}
+		size := 0
+		for _, d := range m.Digests {
+			raw, ok := w.st.Get(store.BatchKey(d))
+			if !ok {
+				continue
+			}
+			b, err := narwhal.DecodeBatch(raw)
+			if err != nil {
+				panic(fmt.Sprintf("worker: stored batch %s does not decode: %v", d.Short(), err))
+			}
+			if size += len(raw); size > w.cfg.MaxResponseBytes && len(resp.Batches) > 0 {
+				break
+			}
+			resp.Batches = append(resp.Batches, *b)
+		}
+		if len(resp.Batches) > 0 {
+			out.Messages = append(out.Messages, narwhal.Envelope{To: from, Msg: resp})
+		}
+	case *narwhal.BatchResponseMsg:
+		unasked := 0
+		for i := range m.Batches {
+			d := m.Batches[i].Digest()
+			if w.fetching[d] == nil {
+				if !w.Has(d) { // a late answer for a batch that came another way is fine
+					unasked++
+				}
+				continue
+			}
+			out.Writes = append(out.Writes, store.Put(store.BatchKey(d), m.Batches[i].Encode()))
+			w.stored[d] = true
+			w.fromOthers++
+			out.Stored = append(out.Stored, d)
+			w.fetchDone(d)
+		}
+		if unasked > 0 {
+			return out, fmt.Errorf("worker: %d unrequested batches from %d", unasked, from)
+		}
+	default:
+		return out, fmt.Errorf("worker: unexpected %T", m)
+	}
+	return out, nil
+}
+
+func (w *Worker) fetchDone(d narwhal.Digest) {
+	if w.fetching[d] != nil {
+		delete(w.fetching, d)
+		w.fetchingOrder = removeDigest(w.fetchingOrder, d)
+	}
+}

@@ -1,0 +1,144 @@
+package worker
+
+import (
+	"testing"
+
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/store"
+)
+
+func committee(n int) *narwhal.Committee {
+	c := &narwhal.Committee{Authorities: make([]narwhal.Authority, n)}
+	for i := range c.Authorities {
+		c.Authorities[i].Stake = 1000
+	}
+	return c
+}
+
+var cfg = Config{BatchSize: 100, MaxBatchDelay: 3, RetryTicks: 5, MaxResponseBytes: 1 << 20}
+
+func msgsTo(out Output) map[narwhal.AuthorityID][]narwhal.Message {
+	m := map[narwhal.AuthorityID][]narwhal.Message{}
+	for _, e := range out.Messages {
+		m[e.To] = append(m[e.To], e.Msg)
+	}
+	return m
+}
+
+func TestSealOnSizeAndQuorum(t *testing.T) {
+	st := store.NewMemory()
+	w := New(cfg, committee(7), 0, st)
+	out := w.Submit(1, make([]byte, 60))
+	if len(out.Writes)+len(out.Messages) != 0 {
+		t.Fatal("sealed below the size limit")
+	}
+	out = w.Submit(2, make([]byte, 60))
+	if len(out.Writes) != 1 || len(out.Messages) != 6 {
+		t.Fatalf("seal: %d writes, %d messages; want 1 batch write and 6 broadcasts", len(out.Writes), len(out.Messages))
+	}
+	st.Apply(out.Writes)
+	d := out.Messages[0].Msg.(*narwhal.BatchMsg).Batch.Digest()
+	for i, from := range []narwhal.AuthorityID{1, 2, 3} {
+		o, err := w.Receive(from, &narwhal.BatchAckMsg{Digest: d})
+		if err != nil || len(o.Acked) != 0 {
+			t.Fatalf("ack %d: acked early (%v)", i, err)
+		}
+	}
+	o, _ := w.Receive(3, &narwhal.BatchAckMsg{Digest: d}) // duplicate ack counts once
+	if len(o.Acked) != 0 {
+		t.Fatal("a duplicate ack reached the quorum")
+	}
+	o, _ = w.Receive(4, &narwhal.BatchAckMsg{Digest: d})
+	if len(o.Acked) != 2 || len(o.Available) != 1 || o.Available[0].Digest != d {
+		t.Fatalf("quorum: acked %v available %v", o.Acked, o.Available)
+	}
+	if len(o.Writes) != 1 || o.Writes[0].Key[0] != store.PrefixPending {
+		t.Fatal("the pending digest must be written with the acknowledgement")
+	}
+}
+
+func TestSealOnDelayAndRetry(t *testing.T) {
+	w := New(cfg, committee(4), 1, store.NewMemory())
+	w.Submit(7, []byte("tx"))
+	var out Output
+	for i := 0; i < cfg.MaxBatchDelay; i++ {
+		out = w.Tick()
+	}
+	if len(out.Messages) != 3 {
+		t.Fatalf("delay seal: %d broadcasts, want 3", len(out.Messages))
+	}
+	d := out.Messages[0].Msg.(*narwhal.BatchMsg).Batch.Digest()
+	w.Receive(0, &narwhal.BatchAckMsg{Digest: d})
+	var all Output
+	for i := 0; i < cfg.RetryTicks; i++ {
+		o := w.Tick()
+		all.Messages = append(all.Messages, o.Messages...)
+	}
+	got := msgsTo(all)
+	if len(got[0]) != 0 || len(got[2]) != 1 || len(got[3]) != 1 {
+		t.Fatalf("retry went to %v; want only the non-ackers 2 and 3", got)
+	}
+}
+
+func TestStoreOthersBatchAndServeIt(t *testing.T) {
+	st := store.NewMemory()
+	w := New(cfg, committee(4), 0, st)
+	b := narwhal.Batch{Transactions: [][]byte{[]byte("a"), []byte("b")}}
+	out, err := w.Receive(2, &narwhal.BatchMsg{Batch: b})
+	if err != nil || len(out.Writes) != 1 || len(out.Stored) != 1 {
+		t.Fatalf("store: %v %+v", err, out)
+	}
+	if ack := out.Messages[0]; ack.To != 2 || ack.Msg.(*narwhal.BatchAckMsg).Digest != b.Digest() {
+		t.Fatal("no ack to the sender")
+	}
+	st.Apply(out.Writes)
+	out, _ = w.Receive(2, &narwhal.BatchMsg{Batch: b})
+	if len(out.Writes) != 0 || len(out.Messages) != 1 {
+		t.Fatal("a duplicate batch must be acked again without a write")
+	}
+	out, _ = w.Receive(3, &narwhal.BatchRequestMsg{Digests: []narwhal.Digest{b.Digest(), narwhal.Hash([]byte("nope"))}})
+	resp := out.Messages[0].Msg.(*narwhal.BatchResponseMsg)
+	if len(resp.Batches) != 1 || resp.Batches[0].Digest() != b.Digest() {
+		t.Fatal("request not served from the store")
+	}
+}
+
+func TestFetchMissingBatches(t *testing.T) {
+	w := New(cfg, committee(4), 0, store.NewMemory())
+	b := narwhal.Batch{Transactions: [][]byte{[]byte("x")}}
+	out := w.Fetch([]narwhal.Digest{b.Digest()}, 2, 5)
+	if len(out.Messages) != 1 || out.Messages[0].To != 2 {
+		t.Fatal("fetch must ask the header's author first")
+	}
+	for i := 0; i < cfg.RetryTicks; i++ {
+		out = w.Tick()
+	}
+	if len(out.Messages) != 1 || out.Messages[0].To != 3 {
+		t.Fatalf("retry must ask the next peer, got %+v", out.Messages)
+	}
+	bogus := narwhal.Batch{Transactions: [][]byte{[]byte("unasked")}}
+	out, err := w.Receive(3, &narwhal.BatchResponseMsg{Batches: []narwhal.Batch{b, bogus}})
+	if err == nil || len(out.Stored) != 1 || out.Stored[0] != b.Digest() {
+		t.Fatalf("response: stored %v err %v; want the asked batch stored and an error for the other", out.Stored, err)
+	}
+	if !w.Has(b.Digest()) || w.Has(bogus.Digest()) {
+		t.Fatal("Has disagrees with what was stored")
+	}
+}
+
+func TestPendingSequenceSurvivesRestart(t *testing.T) {
+	st := store.NewMemory()
+	st.Apply([]store.Write{store.Put(store.PendingKey(41), make([]byte, 32))})
+	w := New(cfg, committee(1), 0, st)
+	out := w.Submit(1, make([]byte, 200)) // single authority: quorum at once
+	if len(out.Available) != 1 || out.Available[0].Seq != 42 {
+		t.Fatalf("pending seq after restart = %+v, want 42", out.Available)
+	}
+}
+
+func TestUnexpectedMessage(t *testing.T) {
+	w := New(cfg, committee(4), 0, store.NewMemory())
+	if _, err := w.Receive(1, &narwhal.VoteMsg{}); err == nil {
+		t.Fatal("a primary message must be refused")
+	}
+}
