@@ -1,0 +1,284 @@
+package primary
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"math/rand"
+	"testing"
+
+	"github.com/tezos-dsn/dsn/internal/crypto"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/store"
+)
+
+var testCfg = Config{MaxHeaderDelay: 10, RetryTicks: 5, MaxHeaderPayload: 100, MaxResponseCertificates: 100}
+
+type fixture struct {
+	t     *testing.T
+	c     *narwhal.Committee
+	v     *narwhal.Verifier
+	keys  []*crypto.BLSSecretKey
+	st    *store.Memory
+	p     *Primary
+	have  map[narwhal.Digest]bool
+	certs map[uint64][]*narwhal.Certificate // rounds built by certify
+}
+
+func newFixture(t *testing.T, n int, self narwhal.AuthorityID) *fixture {
+	t.Helper()
+	rng := rand.New(rand.NewSource(7))
+	f := &fixture{t: t, c: &narwhal.Committee{}, st: store.NewMemory(), have: map[narwhal.Digest]bool{},
+		certs: map[uint64][]*narwhal.Certificate{}}
+	for i := 0; i < n; i++ {
+		sk, err := crypto.GenerateBLSKey(rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _, _ := ed25519.GenerateKey(rng)
+		a := narwhal.Authority{Name: fmt.Sprint("n", i), Stake: 1, BLSKey: sk.PublicKey(), Possession: sk.ProvePossession(), Address: "x:1"}
+		copy(a.NetworkKey[:], pub)
+		f.c.Authorities = append(f.c.Authorities, a)
+		f.keys = append(f.keys, sk)
+	}
+	var err error
+	if f.v, err = narwhal.NewVerifier(f.c); err != nil {
+		t.Fatal(err)
+	}
+	f.certs[0] = narwhal.Genesis(f.c)
+	f.restart(self)
+	return f
+}
+
+func (f *fixture) restart(self narwhal.AuthorityID) {
+	var err error
+	f.p, err = New(testCfg, f.v, self, f.keys[self], f.st, func(d narwhal.Digest) bool { return f.have[d] }, 0)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// apply persists an output, as the runtime would.
+func (f *fixture) apply(out Output) Output { f.st.Apply(out.Writes); return out }
+
+// header builds a header of author for round with the fixture's certificates of round-1 as parents.
+func (f *fixture) header(author narwhal.AuthorityID, round uint64, payload ...narwhal.Digest) *narwhal.Header {
+	h := &narwhal.Header{Author: author, Round: round, CreatedAt: round * 10, Payload: payload}
+	for _, c := range f.certs[round-1] {
+		h.Parents = append(h.Parents, c.Digest())
+	}
+	h.Parents = narwhal.SortDigests(h.Parents)
+	return h
+}
+
+// certify signs a header by the given signers into a certificate.
+func (f *fixture) certify(h *narwhal.Header, signers ...narwhal.AuthorityID) *narwhal.Certificate {
+	d := h.Digest()
+	var sigs []crypto.BLSSignature
+	for _, s := range signers {
+		sigs = append(sigs, f.keys[s].Sign(narwhal.VoteMessage(d)))
+	}
+	agg, err := crypto.AggregateSignatures(sigs)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return &narwhal.Certificate{Header: *h, Signers: signers, Signature: agg}
+}
+
+// round builds certificates of every author except skip for round r.
+func (f *fixture) round(r uint64, authors ...narwhal.AuthorityID) []*narwhal.Certificate {
+	var out []*narwhal.Certificate
+	for _, a := range authors {
+		out = append(out, f.certify(f.header(a, r), 0, 1, 2))
+	}
+	f.certs[r] = out
+	return out
+}
+
+func votesIn(out Output) []narwhal.Vote {
+	var vs []narwhal.Vote
+	for _, e := range out.Messages {
+		if m, ok := e.Msg.(*narwhal.VoteMsg); ok {
+			vs = append(vs, m.Vote)
+		}
+	}
+	return vs
+}
+
+func (f *fixture) deliver(from narwhal.AuthorityID, cs ...*narwhal.Certificate) Output {
+	var msgs []narwhal.Certificate
+	for _, c := range cs {
+		msgs = append(msgs, *c)
+	}
+	out, err := f.p.Receive(from, &narwhal.CertificateResponseMsg{Certificates: msgs})
+	if err != nil {
+		f.t.Fatalf("deliver: %v", err)
+	}
+	return f.apply(out)
+}
+
+func TestVoterVotesOncePerAuthorAndRound(t *testing.T) {
+	f := newFixture(t, 4, 0)
+	h := f.header(1, 1)
+	out, err := f.p.Receive(1, &narwhal.HeaderMsg{Header: *h})
+	f.apply(out)
+	if err != nil || len(votesIn(out)) != 1 {
+		t.Fatalf("first header: err %v, %d votes", err, len(votesIn(out)))
+	}
+	if len(out.Writes) == 0 {
+		t.Fatal("the vote must be persisted before it is sent")
+	}
+	// The same header again (a retry): the same vote again.
+	out, err = f.p.Receive(1, &narwhal.HeaderMsg{Header: *h})
+	if err != nil || len(votesIn(out)) != 1 || votesIn(out)[0].Header != h.Digest() {
+		t.Fatalf("retry: err %v votes %v", err, votesIn(out))
+	}
+	// A different header for the same round: equivocation, no vote.
+	h2 := f.header(1, 1, narwhal.Hash([]byte("other")))
+	f.have[h2.Payload[0]] = true
+	out, err = f.p.Receive(1, &narwhal.HeaderMsg{Header: *h2})
+	if !errors.Is(err, ErrEquivocation) || len(votesIn(out)) != 0 {
+		t.Fatalf("equivocation: err %v votes %d", err, len(votesIn(out)))
+	}
+	// Even after a restart from the store.
+	f.restart(0)
+	out, err = f.p.Receive(1, &narwhal.HeaderMsg{Header: *h2})
+	if !errors.Is(err, ErrEquivocation) || len(votesIn(out)) != 0 {
+		t.Fatalf("equivocation after restart: err %v votes %d", err, len(votesIn(out)))
+	}
+}
+
+func TestVoterRules(t *testing.T) {
+	f := newFixture(t, 4, 0)
+	// Header sent by someone else than its author.
+	if _, err := f.p.Receive(2, &narwhal.HeaderMsg{Header: *f.header(1, 1)}); !errors.Is(err, ErrNotAuthor) {
+		t.Fatalf("relayed header: %v", err)
+	}
+	// Parents below quorum (2 of 4 genesis).
+	h := f.header(1, 1)
+	h.Parents = h.Parents[:2]
+	if _, err := f.p.Receive(1, &narwhal.HeaderMsg{Header: *h}); !errors.Is(err, ErrBadParents) {
+		t.Fatalf("parents below quorum: %v", err)
+	}
+	// Missing batch: no vote until the worker stores it.
+	b := narwhal.Hash([]byte("batch"))
+	out, err := f.p.Receive(2, &narwhal.HeaderMsg{Header: *f.header(2, 1, b)})
+	if err != nil || len(votesIn(out)) != 0 || len(out.NeedBatches) != 1 || out.NeedBatches[0].Author != 2 {
+		t.Fatalf("missing batch: err %v votes %d needs %v", err, len(votesIn(out)), out.NeedBatches)
+	}
+	f.have[b] = true
+	out = f.p.BatchesStored([]narwhal.Digest{b})
+	if len(votesIn(out)) != 1 {
+		t.Fatal("no vote once the batch is stored")
+	}
+}
+
+func TestVoterWaitsForParentsAndFetchesThem(t *testing.T) {
+	f := newFixture(t, 4, 0)
+	r1 := f.round(1, 1, 2, 3)
+	h := f.header(3, 2)
+	out, err := f.p.Receive(3, &narwhal.HeaderMsg{Header: *h})
+	if err != nil || len(votesIn(out)) != 0 {
+		t.Fatalf("voted without parents: %v", err)
+	}
+	var asked int
+	for _, e := range out.Messages {
+		if m, ok := e.Msg.(*narwhal.CertificateRequestMsg); ok && e.To == 3 {
+			asked += len(m.Digests)
+		}
+	}
+	if asked != 3 {
+		t.Fatalf("asked the author for %d parents, want 3", asked)
+	}
+	out = f.deliver(3, r1...)
+	if len(votesIn(out)) != 1 {
+		t.Fatal("no vote once the parents arrived")
+	}
+}
+
+func TestSynchronizerSuspendsUntilCausallyComplete(t *testing.T) {
+	f := newFixture(t, 4, 0)
+	r1 := f.round(1, 0, 1, 2)
+	r2 := f.round(2, 0, 1, 2)
+	out := f.deliver(1, r2[0])
+	if len(out.Accepted) != 0 {
+		t.Fatal("accepted a certificate whose parents are unknown")
+	}
+	out = f.deliver(1, r1...)
+	if len(out.Accepted) != 4 {
+		t.Fatalf("accepted %d, want the 3 parents then the suspended child", len(out.Accepted))
+	}
+	if out.Accepted[3].Digest() != r2[0].Digest() {
+		t.Fatal("the child must come after its parents")
+	}
+	// A certificate with a forged signature is refused.
+	bad := *r2[1]
+	bad.Signature = r2[0].Signature
+	if _, err := f.p.Receive(2, &narwhal.CertificateMsg{Certificate: bad}); err == nil {
+		t.Fatal("accepted a badly signed certificate")
+	}
+	// Below quorum signers.
+	weak := f.certify(f.header(2, 2), 0, 1)
+	if _, err := f.p.Receive(2, &narwhal.CertificateMsg{Certificate: *weak}); !errors.Is(err, narwhal.ErrNoQuorum) {
+		t.Fatalf("weak certificate: %v", err)
+	}
+}
+
+func TestProposerCertifiesAndNeverEquivocatesAfterRestart(t *testing.T) {
+	f := newFixture(t, 4, 0)
+	b := narwhal.Hash([]byte("own"))
+	out := f.apply(f.p.AddBatches([]PendingDigest{{Digest: b, Seq: 1}}))
+	var h *narwhal.Header
+	for _, e := range out.Messages {
+		if m, ok := e.Msg.(*narwhal.HeaderMsg); ok {
+			h = &m.Header
+		}
+	}
+	if h == nil || h.Round != 1 || len(h.Payload) != 1 {
+		t.Fatalf("no round-1 header with the batch: %+v", h)
+	}
+	// Crash before any vote: the restarted node re-sends the same header.
+	f.restart(0)
+	out = f.apply(f.p.Start())
+	var again *narwhal.Header
+	for _, e := range out.Messages {
+		if m, ok := e.Msg.(*narwhal.HeaderMsg); ok {
+			again = &m.Header
+		}
+	}
+	if again == nil || again.Digest() != h.Digest() {
+		t.Fatal("restart must re-send the very same header")
+	}
+	for i := 0; i < 3*testCfg.MaxHeaderDelay; i++ {
+		for _, e := range f.apply(f.p.Tick(100)).Messages {
+			if m, ok := e.Msg.(*narwhal.HeaderMsg); ok && m.Header.Round == 1 && m.Header.Digest() != h.Digest() {
+				t.Fatal("a second round-1 header")
+			}
+		}
+	}
+	// Votes: a bad one is dropped, a quorum certifies.
+	d := h.Digest()
+	bad := narwhal.Vote{Header: d, Round: 1, Origin: 0, Voter: 1, Signature: f.keys[2].Sign(narwhal.VoteMessage(d))}
+	if _, err := f.p.Receive(1, &narwhal.VoteMsg{Vote: bad}); !errors.Is(err, ErrBadVote) {
+		t.Fatalf("bad vote: %v", err)
+	}
+	var cert *narwhal.Certificate
+	for _, voter := range []narwhal.AuthorityID{1, 2} {
+		v := narwhal.Vote{Header: d, Round: 1, Origin: 0, Voter: voter, Signature: f.keys[voter].Sign(narwhal.VoteMessage(d))}
+		out, err := f.p.Receive(voter, &narwhal.VoteMsg{Vote: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range f.apply(out).Messages {
+			if m, ok := e.Msg.(*narwhal.CertificateMsg); ok {
+				cert = &m.Certificate
+			}
+		}
+	}
+	if cert == nil {
+		t.Fatal("no certificate after a quorum of votes")
+	}
+	if err := f.v.CheckCertificate(cert); err != nil {
+		t.Fatalf("own certificate does not verify: %v", err)
+	}
+}
