@@ -208,16 +208,15 @@ func (w *Worker) seal(out *Output) {
 	tickets := w.tickets
 	w.cur, w.tickets, w.curBytes, w.curAge = nil, nil, 0, 0
 	w.sealed++
-	if _, dup := w.inflight[d]; dup || w.Has(d) {
-		// The same transactions again (a client retried): the earlier batch
-		// carries them; acknowledge once that one is safe.
-		if f := w.inflight[d]; f != nil {
-			f.tickets = append(f.tickets, tickets...)
-		} else {
-			out.Acked = append(out.Acked, tickets...)
-		}
+	if f := w.inflight[d]; f != nil {
+		// The same transactions again while the first copy is in flight (a
+		// client retried): acknowledge both when that batch is safe.
+		f.tickets = append(f.tickets, tickets...)
 		return
 	}
+	// NB: a batch equal to one stored earlier (even another worker's) is
+	// still proposed again: the client submitted those bytes again, and no
+	// layer deduplicates transactions.
 	out.Writes = append(out.Writes, store.Put(store.BatchKey(d), b.Encode()))
 	w.stored[d] = true
 	f := &inflight{
