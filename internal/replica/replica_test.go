@@ -140,6 +140,49 @@ func (cl *cluster) step(k int) {
 	}
 }
 
+// runUntil steps until cond holds (checked every 10 steps) or max steps.
+func (cl *cluster) runUntil(max int, cond func() bool) bool {
+	for i := 0; i < max; i++ {
+		cl.step(200)
+		if i%10 == 9 && cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+// allInDAG reports whether every live replica's DAG holds txs tx-0000.. once or more.
+func (cl *cluster) allInDAG(txs int) bool {
+	for i := range cl.reps {
+		if cl.reps[i] == nil {
+			continue
+		}
+		seen := cl.dagTxs(i)
+		for k := 0; k < txs; k++ {
+			if seen[fmt.Sprintf("tx-%04d", k)] == 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// allOrdered reports whether every live replica ordered txs tx-0000.. once or more.
+func (cl *cluster) allOrdered(txs int) bool {
+	for i := range cl.reps {
+		if cl.reps[i] == nil {
+			continue
+		}
+		seen := cl.committedTxs(i)
+		for k := 0; k < txs; k++ {
+			if seen[fmt.Sprintf("tx-%04d", k)] == 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (cl *cluster) submit(node int, ticket uint64, tx []byte) {
 	cl.apply(node, cl.reps[node].Submit(ticket, tx))
 }
@@ -196,9 +239,7 @@ func TestClusterOrdersEveryAcknowledgedTransactionOnce(t *testing.T) {
 			cl.step(50)
 		}
 	}
-	for i := 0; i < 600; i++ {
-		cl.step(200)
-	}
+	cl.runUntil(600, func() bool { return len(cl.acked) == txs && cl.allOrdered(txs) })
 	if len(cl.acked) != txs {
 		t.Fatalf("acked %d of %d transactions", len(cl.acked), txs)
 	}
@@ -227,9 +268,7 @@ func TestClusterSurvivesTwoCrashesAndRestart(t *testing.T) {
 		cl.submit(k%5, uint64(k), []byte(fmt.Sprintf("tx-%04d", k)))
 		cl.step(100)
 	}
-	for i := 0; i < 300; i++ {
-		cl.step(200)
-	}
+	cl.runUntil(300, func() bool { return len(cl.acked) == 100 && cl.allOrdered(100) })
 	if len(cl.acked) != 100 {
 		t.Fatalf("acked %d of 100 with 2 nodes down", len(cl.acked))
 	}
@@ -237,9 +276,7 @@ func TestClusterSurvivesTwoCrashesAndRestart(t *testing.T) {
 	cl.start(5)
 	cl.crash(0) // crash-restart a live node too
 	cl.start(0)
-	for i := 0; i < 600; i++ {
-		cl.step(300)
-	}
+	cl.runUntil(600, func() bool { return cl.reps[0].Status().Round > before+4 && cl.allInDAG(100) && cl.allOrdered(100) })
 	if r := cl.reps[0].Status().Round; r <= before {
 		t.Fatalf("restarted node 0 stuck at round %d (was %d)", r, before)
 	}
@@ -312,9 +349,7 @@ func TestClusterBuildsCertifiedDAG(t *testing.T) {
 		cl.submit(k%7, uint64(k), []byte(fmt.Sprintf("tx-%04d", k)))
 		cl.step(30)
 	}
-	for i := 0; i < 300; i++ {
-		cl.step(200)
-	}
+	cl.runUntil(300, func() bool { return len(cl.acked) == txs && cl.allInDAG(txs) })
 	if len(cl.acked) != txs {
 		t.Fatalf("acked %d of %d", len(cl.acked), txs)
 	}
