@@ -1,0 +1,338 @@
+// Package bullshark is the Bullshark commit rule over the Narwhal DAG: it
+// turns causally complete certificates into a total order of committed
+// sub-DAGs ("pre-blocks"), each ending with its leader.
+//
+// It is a pure, deterministic step function shared by the consensus node
+// (through internal/replica), the simulator and the rollup kernel, which
+// re-runs it on the certificates it reads from the inbox; it compiles for
+// GOOS=wasip1. It never verifies signatures: callers do that first.
+//
+// The algorithm follows the Sui Narwhal implementation (see
+// reference/narwhal-bullshark.md §4) with DSN's round-robin leader schedule
+// (narwhal.Committee.Leader) and no reputation-based leader swaps:
+//
+//   - a certificate of odd round R+1 may commit the leader of even round R
+//     once certificates of round R+1 holding f+1 stake reference it (direct
+//     commit);
+//   - earlier uncommitted leaders linked to it (a path through parents from
+//     the most recently linked leader) are committed first, oldest first;
+//   - each leader's sub-DAG is its causal history above the GC horizon minus
+//     what the per-authority committed-round watermark excludes, linearized by
+//     a depth-first walk (parents in ascending digest order) and a stable sort
+//     by round, so the leader is last.
+package bullshark
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+)
+
+// Errors for bad input. The state is unchanged when one is returned.
+var (
+	ErrEquivocation  = errors.New("bullshark: equivocation")
+	ErrMissingParent = errors.New("bullshark: missing parent")
+	ErrWrongEpoch    = errors.New("bullshark: wrong epoch")
+	ErrUnknownAuthor = errors.New("bullshark: unknown author")
+	ErrBadState      = errors.New("bullshark: bad state")
+)
+
+// CommittedSubDAG is one committed sub-DAG: a pre-block.
+type CommittedSubDAG struct {
+	// Index numbers sub-DAGs gaplessly from 1.
+	Index uint64
+	// Leader is the committed leader; also the last element of Certificates.
+	Leader *narwhal.Certificate
+	// Certificates is the linearized sub-DAG: rounds ascending, leader last.
+	Certificates []*narwhal.Certificate
+	// Support holds, for the directly committed leader of a commit event,
+	// the round+1 certificates that referenced it when it was committed
+	// (f+1 stake or more), sorted by author. Empty for leaders committed
+	// through a later one. Nodes may hold different supports for the same
+	// sub-DAG, as they may hold different signer sets.
+	Support []*narwhal.Certificate
+	// CommitTimestamp is max(previous, leader.CreatedAt): non-decreasing.
+	CommitTimestamp uint64
+}
+
+// Bullshark is the commit rule's state. Not safe for concurrent use.
+type Bullshark struct {
+	committee *narwhal.Committee
+	gcDepth   uint64
+
+	dag      map[uint64]map[narwhal.AuthorityID]*narwhal.Certificate // rounds > gcRound
+	byDigest map[narwhal.Digest]*narwhal.Certificate
+
+	lastCommitted  []uint64 // per authority: highest committed round
+	committedRound uint64   // round of the last committed leader
+	lastIndex      uint64
+	lastTimestamp  uint64
+}
+
+// New returns an empty state for a committee. gcDepth is how many rounds
+// below the last committed leader stay in the DAG.
+func New(committee *narwhal.Committee, gcDepth uint64) *Bullshark {
+	return &Bullshark{
+		committee:     committee,
+		gcDepth:       gcDepth,
+		dag:           make(map[uint64]map[narwhal.AuthorityID]*narwhal.Certificate),
+		byDigest:      make(map[narwhal.Digest]*narwhal.Certificate),
+		lastCommitted: make([]uint64, committee.Size()),
+	}
+}
+
+// GCRound returns the garbage-collection horizon: committedRound − gcDepth
+// (saturating). Certificates at or below it are ignored.
+func (b *Bullshark) GCRound() uint64 {
+	if b.committedRound < b.gcDepth {
+		return 0
+	}
+	return b.committedRound - b.gcDepth
+}
+
+// CommittedRound returns the round of the last committed leader.
+func (b *Bullshark) CommittedRound() uint64 { return b.committedRound }
+
+// LastCommitted returns the highest committed round of an author (the
+// watermark below which its certificates are never committed).
+func (b *Bullshark) LastCommitted(author narwhal.AuthorityID) uint64 {
+	if int(author) >= len(b.lastCommitted) {
+		return 0
+	}
+	return b.lastCommitted[author]
+}
+
+// check validates a certificate against the DAG without changing anything.
+// It reports whether the certificate is new (false for an exact duplicate
+// or one at or below the GC horizon).
+func (b *Bullshark) check(c *narwhal.Certificate) (bool, error) {
+	if int(c.Author()) >= b.committee.Size() {
+		return false, fmt.Errorf("author %d: %w", c.Author(), ErrUnknownAuthor)
+	}
+	if c.Header.Epoch != b.committee.Epoch {
+		return false, fmt.Errorf("epoch %d: %w", c.Header.Epoch, ErrWrongEpoch)
+	}
+	gc := b.GCRound()
+	r := c.Round()
+	if r <= gc {
+		return false, nil
+	}
+	d := c.Digest()
+	if old := b.dag[r][c.Author()]; old != nil {
+		if old.Digest() != d {
+			return false, fmt.Errorf("author %d round %d: %s and %s: %w", c.Author(), r, old.Digest().Short(), d.Short(), ErrEquivocation)
+		}
+		return false, nil
+	}
+	if r > gc+1 {
+		for _, p := range c.Header.Parents {
+			pc := b.byDigest[p]
+			if pc == nil || pc.Round() != r-1 {
+				return false, fmt.Errorf("certificate %s: parent %s: %w", d.Short(), p.Short(), ErrMissingParent)
+			}
+		}
+	}
+	return true, nil
+}
+
+func (b *Bullshark) insert(c *narwhal.Certificate) {
+	r := c.Round()
+	if b.dag[r] == nil {
+		b.dag[r] = make(map[narwhal.AuthorityID]*narwhal.Certificate)
+	}
+	b.dag[r][c.Author()] = c
+	b.byDigest[c.Digest()] = c
+}
+
+// Insert adds a certificate without trying to commit: recovery re-inserts
+// the stored certificates above the GC horizon in (round, author) order
+// after Restore.
+func (b *Bullshark) Insert(c *narwhal.Certificate) error {
+	fresh, err := b.check(c)
+	if err != nil || !fresh {
+		return err
+	}
+	b.insert(c)
+	return nil
+}
+
+// ProcessCertificate inserts a causally complete certificate (every parent
+// processed before, unless the certificate is at most one round above the GC
+// horizon) and returns the sub-DAGs it commits, in order.
+func (b *Bullshark) ProcessCertificate(c *narwhal.Certificate) ([]*CommittedSubDAG, error) {
+	fresh, err := b.check(c)
+	if err != nil || !fresh {
+		return nil, err
+	}
+	b.insert(c)
+	if c.Round() <= b.lastCommitted[c.Author()] {
+		return nil, nil
+	}
+	if c.Round() < 3 || c.Round()%2 == 0 {
+		return nil, nil // only odd rounds ≥ 3 vote for a leader (of round−1 ≥ 2)
+	}
+	leaderRound := c.Round() - 1
+	if leaderRound <= b.committedRound {
+		return nil, nil
+	}
+	return b.commitLeader(leaderRound), nil
+}
+
+// commitLeader commits the leader of round r if its support suffices, with
+// every earlier linked leader first.
+func (b *Bullshark) commitLeader(r uint64) []*CommittedSubDAG {
+	leader := b.dag[r][b.committee.Leader(r)]
+	if leader == nil {
+		return nil
+	}
+	ld := leader.Digest()
+	var support []*narwhal.Certificate
+	var stake uint64
+	for a := 0; a < b.committee.Size(); a++ {
+		x := b.dag[r+1][narwhal.AuthorityID(a)]
+		if x != nil && containsDigest(x.Header.Parents, ld) {
+			support = append(support, x)
+			stake += b.committee.Stake(x.Author())
+		}
+	}
+	if stake < b.committee.ValidityThreshold() {
+		return nil
+	}
+	var out []*CommittedSubDAG
+	chain := b.orderLeaders(leader)
+	for i, l := range chain {
+		seq := b.orderDAG(l)
+		for _, x := range seq {
+			if x.Round() > b.lastCommitted[x.Author()] {
+				b.lastCommitted[x.Author()] = x.Round()
+			}
+			if x.Round() > b.committedRound {
+				b.committedRound = x.Round()
+			}
+		}
+		b.gc()
+		b.lastIndex++
+		if l.Header.CreatedAt > b.lastTimestamp {
+			b.lastTimestamp = l.Header.CreatedAt
+		}
+		s := &CommittedSubDAG{Index: b.lastIndex, Leader: l, Certificates: seq, CommitTimestamp: b.lastTimestamp}
+		if i == len(chain)-1 {
+			s.Support = support
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// orderLeaders returns the leaders to commit with l, oldest first: going down
+// by two rounds to just above the last committed leader, each leader linked
+// from the most recently linked one.
+func (b *Bullshark) orderLeaders(l *narwhal.Certificate) []*narwhal.Certificate {
+	chain := []*narwhal.Certificate{l}
+	cur := l
+	for r := l.Round(); r >= b.committedRound+4 && r >= 4; {
+		r -= 2
+		p := b.dag[r][b.committee.Leader(r)]
+		if p == nil {
+			continue
+		}
+		if b.linked(cur, p) {
+			chain = append(chain, p)
+			cur = p
+		}
+	}
+	slices.Reverse(chain)
+	return chain
+}
+
+// linked reports whether there is a path of parent links from a down to b.
+func (b *Bullshark) linked(a, target *narwhal.Certificate) bool {
+	frontier := map[narwhal.Digest]bool{a.Digest(): true}
+	for r := a.Round(); r > target.Round(); r-- {
+		next := map[narwhal.Digest]bool{}
+		for d := range frontier {
+			for _, p := range b.byDigest[d].Header.Parents {
+				if pc := b.byDigest[p]; pc != nil && pc.Round() == r-1 {
+					next[p] = true
+				}
+			}
+		}
+		if len(next) == 0 {
+			return false
+		}
+		frontier = next
+	}
+	return frontier[target.Digest()]
+}
+
+// orderDAG linearizes the sub-DAG of a leader: a depth-first walk from the
+// leader (parents in ascending digest order, skipping the seen and those at
+// or below their author's watermark, not below the leader's GC horizon),
+// then a stable sort by round.
+func (b *Bullshark) orderDAG(leader *narwhal.Certificate) []*narwhal.Certificate {
+	var gc uint64
+	if leader.Round() > b.gcDepth {
+		gc = leader.Round() - b.gcDepth
+	}
+	var ordered []*narwhal.Certificate
+	seen := map[narwhal.Digest]bool{}
+	stack := []*narwhal.Certificate{leader}
+	for len(stack) > 0 {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		ordered = append(ordered, x)
+		if x.Round() == gc+1 {
+			continue
+		}
+		for _, p := range x.Header.Parents { // ascending: the header keeps them sorted
+			if seen[p] {
+				continue
+			}
+			pc := b.byDigest[p]
+			if pc == nil {
+				// Causal completeness was checked on insert and GC keeps
+				// everything above gc: a missing parent is a bug.
+				panic(fmt.Sprintf("bullshark: parent %s of %s (round %d) missing in sub-DAG of leader round %d", p.Short(), x.Digest().Short(), x.Round(), leader.Round()))
+			}
+			if pc.Round() <= b.lastCommitted[pc.Author()] {
+				continue
+			}
+			stack = append(stack, pc)
+			seen[p] = true
+		}
+	}
+	slices.SortStableFunc(ordered, func(a, c *narwhal.Certificate) int {
+		switch {
+		case a.Round() < c.Round():
+			return -1
+		case a.Round() > c.Round():
+			return 1
+		}
+		return 0
+	})
+	return ordered
+}
+
+// gc drops rounds at or below the GC horizon.
+func (b *Bullshark) gc() {
+	gc := b.GCRound()
+	for r, byAuthor := range b.dag {
+		if r <= gc {
+			for _, c := range byAuthor {
+				delete(b.byDigest, c.Digest())
+			}
+			delete(b.dag, r)
+		}
+	}
+}
+
+func containsDigest(ds []narwhal.Digest, d narwhal.Digest) bool {
+	for i := range ds {
+		if ds[i] == d {
+			return true
+		}
+	}
+	return false
+}
