@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/dsn
 STATICCHECK_VERSION ?= 2026.1
 
-.PHONY: help build test lint verify fuzz bench clean
+.PHONY: help build test lint verify fuzz bench clean proto
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -22,7 +22,8 @@ lint: ## gofmt, go vet and staticcheck
 
 verify: ## go.mod tidy and generated code current
 	$(GO) mod tidy -diff
-	@if [ -f api/Makefile.inc ] || grep -q '^proto:' Makefile; then $(MAKE) --no-print-directory proto && git diff --exit-code -- api; fi
+	$(MAKE) --no-print-directory proto
+	git diff --exit-code -- api
 
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
 	@for pkg in $$($(GO) list ./...); do \
@@ -36,3 +37,12 @@ bench: ## Run the benchmarks with tabular reports
 
 clean: ## Remove build outputs
 	rm -rf bin
+
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
+
+proto: ## Regenerate api/ Go code (needs protoc: apt-get install protobuf-compiler)
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(CURDIR)/bin:$$PATH protoc -I api --go_out=api --go_opt=paths=source_relative \
+	  --go-grpc_out=api --go-grpc_opt=paths=source_relative api/dsn/v1/*.proto

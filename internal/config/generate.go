@@ -1,0 +1,89 @@
+package config
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/tezos-dsn/dsn/internal/crypto"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+)
+
+// Ports returns the PoC's port layout for node n (1-based, n ≤ 9):
+// p2p 640n0, export (pre-blocks) 640n1, transactions 640n2, metrics 640n3.
+func Ports(n int) (p2p, export, transactions, metrics int) {
+	base := 64000 + 10*n
+	return base, base + 1, base + 2, base + 3
+}
+
+// Generated is one generated authority: its keys and node config.
+type Generated struct {
+	BLS     *crypto.BLSSecretKey
+	Network ed25519.PrivateKey
+	Node    Node
+}
+
+// GenerateCommittee makes n authorities with fresh keys (stake 1000 each)
+// whose nodes listen on host with the Ports layout (ports may be overridden
+// by the caller afterwards). Node configs reference files relative to dir.
+func GenerateCommittee(rand io.Reader, n int, host string) (*narwhal.Committee, []Generated, error) {
+	if n < 1 || n > 9 {
+		return nil, nil, fmt.Errorf("nodes: %d, want 1..9 (ports 640N0..640N3)", n)
+	}
+	c := &narwhal.Committee{}
+	gens := make([]Generated, n)
+	for i := 0; i < n; i++ {
+		sk, err := crypto.GenerateBLSKey(rand)
+		if err != nil {
+			return nil, nil, err
+		}
+		pub, priv, err := ed25519.GenerateKey(rand)
+		if err != nil {
+			return nil, nil, fmt.Errorf("generate network key: %w", err)
+		}
+		name := fmt.Sprintf("node-%d", i+1)
+		p2p, export, tx, metrics := Ports(i + 1)
+		a := narwhal.Authority{Name: name, Stake: 1000, BLSKey: sk.PublicKey(), Possession: sk.ProvePossession(),
+			Address: fmt.Sprintf("%s:%d", host, p2p)}
+		copy(a.NetworkKey[:], pub)
+		c.Authorities = append(c.Authorities, a)
+		node := DefaultNode()
+		node.Name = name
+		node.Committee = "committee.toml"
+		node.BLSKeyFile = name + ".bls"
+		node.NetworkKeyFile = name + ".ed25519"
+		node.DataDir = filepath.Join("db", name)
+		node.P2PAddress = fmt.Sprintf(":%d", p2p)
+		node.ExportAddress = fmt.Sprintf(":%d", export)
+		node.TransactionsAddress = fmt.Sprintf(":%d", tx)
+		node.MetricsAddress = fmt.Sprintf(":%d", metrics)
+		gens[i] = Generated{BLS: sk, Network: priv, Node: node}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return c, gens, nil
+}
+
+// WriteCommittee writes committee.toml, each node's key files and
+// node-N.toml into dir.
+func WriteCommittee(dir string, c *narwhal.Committee, gens []Generated) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := SaveCommittee(filepath.Join(dir, "committee.toml"), c); err != nil {
+		return err
+	}
+	for i := range gens {
+		g := &gens[i]
+		if err := SaveKeys(filepath.Join(dir, g.Node.BLSKeyFile), g.BLS, filepath.Join(dir, g.Node.NetworkKeyFile), g.Network); err != nil {
+			return err
+		}
+		if err := SaveNode(filepath.Join(dir, g.Node.Name+".toml"), &g.Node); err != nil {
+			return err
+		}
+	}
+	return nil
+}
