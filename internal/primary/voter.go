@@ -183,7 +183,9 @@ func (p *Primary) maybeCertify(out *Output) {
 	}
 	cert.Signature = agg
 	c.certified = true
-	p.certified[c.header.Round] = c.payload
+	if len(c.payload) > 0 {
+		p.certified[c.header.Round] = c.payload
+	}
 	p.accept(out, cert)
 	p.broadcast(out, &narwhal.CertificateMsg{Certificate: *cert})
 }

@@ -1,0 +1,386 @@
+// Package node is the consensus node runtime: it owns the goroutines,
+// sockets, disk and clock around one internal/replica state machine. One
+// event loop feeds the replica peer messages, client transactions and ticks,
+// and carries out its outputs in the required order: writes synced to pebble
+// first (several events grouped into one sync), then messages, transaction
+// acknowledgements and committed sub-DAGs. It serves the node-to-node Peer
+// service (mutual TLS on the committee's ed25519 keys), the client-facing
+// Transactions and Export gRPC services, and Prometheus metrics.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+
+	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
+	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/replica"
+	"github.com/tezos-dsn/dsn/internal/store"
+)
+
+// ErrStopped is returned to submitters when the node stops.
+var ErrStopped = errors.New("node: stopped")
+
+// Node is one running consensus node.
+type Node struct {
+	cfg       *config.Node
+	log       *slog.Logger
+	committee *narwhal.Committee
+	self      narwhal.AuthorityID
+	store     *pebbleStore
+	replica   *replica.Replica
+	transport *transport
+	metrics   *metrics
+
+	submits chan submission
+
+	headMu   sync.Mutex
+	head     uint64        // last committed sub-DAG index
+	headCh   chan struct{} // closed and replaced on every commit
+	stopped  chan struct{} // closed when the loop ends
+	listenMu sync.Mutex
+	addrs    map[string]string // actual listen addresses, by config field
+	statusMu sync.Mutex
+	status   replica.Status
+}
+
+type submission struct {
+	tx   []byte
+	done chan error // buffered 1
+}
+
+// New opens the node's store, loads its keys and committee, and recovers the
+// replica. Paths in cfg resolve against its file's directory.
+func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
+	committee, err := config.LoadCommittee(cfg.Path(cfg.Committee))
+	if err != nil {
+		return nil, err
+	}
+	self := -1
+	for i := range committee.Authorities {
+		if committee.Authorities[i].Name == cfg.Name {
+			self = i
+		}
+	}
+	if self < 0 {
+		return nil, fmt.Errorf("name: %q is not in the committee", cfg.Name)
+	}
+	blsKey, err := config.LoadBLSKey(cfg.Path(cfg.BLSKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	netKey, err := config.LoadNetworkKey(cfg.Path(cfg.NetworkKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := narwhal.NewVerifier(committee)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Path(cfg.DataDir), 0o755); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	st, err := openStore(cfg.Path(cfg.DataDir))
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("node", cfg.Name)
+	rep, err := replica.New(cfg.Replica(), committee, verifier, narwhal.AuthorityID(self), blsKey, st)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("recover replica: %w", err)
+	}
+	m := newMetrics()
+	tr, err := newTransport(narwhal.AuthorityID(self), committee, netKey, cfg.Network, log, m)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	n := &Node{
+		cfg: cfg, log: log, committee: committee, self: narwhal.AuthorityID(self),
+		store: st, replica: rep, transport: tr, metrics: m,
+		submits: make(chan submission, 4096),
+		headCh:  make(chan struct{}), stopped: make(chan struct{}),
+		head: rep.Status().Committed, addrs: map[string]string{},
+	}
+	return n, nil
+}
+
+// Addr returns the address a listener actually bound ("p2p",
+// "transactions", "export", "metrics"), once Run has started it.
+func (n *Node) Addr(which string) string {
+	n.listenMu.Lock()
+	defer n.listenMu.Unlock()
+	return n.addrs[which]
+}
+
+func (n *Node) listen(which, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listen %s: %w", which, addr, err)
+	}
+	n.listenMu.Lock()
+	n.addrs[which] = lis.Addr().String()
+	n.listenMu.Unlock()
+	return lis, nil
+}
+
+// Run serves until ctx ends or a fatal error (a store failure) occurs. It
+// closes the store before returning.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.store.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	p2p, err := n.listen("p2p", n.cfg.P2PAddress)
+	if err != nil {
+		return err
+	}
+	txLis, err := n.listen("transactions", n.cfg.TransactionsAddress)
+	if err != nil {
+		p2p.Close()
+		return err
+	}
+	exLis, err := n.listen("export", n.cfg.ExportAddress)
+	if err != nil {
+		p2p.Close()
+		txLis.Close()
+		return err
+	}
+	var wg sync.WaitGroup
+	api := grpc.NewServer(grpc.MaxRecvMsgSize(narwhal.MaxTransactionSize + 1024))
+	dsnv1.RegisterTransactionsServer(api, &txServer{n: n})
+	exp := grpc.NewServer()
+	dsnv1.RegisterExportServer(exp, &exportServer{n: n})
+	for _, s := range []struct {
+		srv *grpc.Server
+		lis net.Listener
+	}{{api, txLis}, {exp, exLis}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				n.log.Error("grpc server stopped", "err", err)
+			}
+		}()
+	}
+	var metricsSrv *http.Server
+	if n.cfg.MetricsAddress != "" {
+		mLis, err := n.listen("metrics", n.cfg.MetricsAddress)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := metricsSrv.Serve(mLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("metrics server stopped", "err", err)
+			}
+		}()
+	}
+	n.transport.serve(ctx, p2p)
+	n.log.Info("node started", "authority", n.self, "p2p", n.Addr("p2p"), "transactions", n.Addr("transactions"),
+		"export", n.Addr("export"), "committed", n.head)
+
+	err = n.loop(ctx)
+	cancel()
+	close(n.stopped)
+	api.Stop()
+	exp.Stop()
+	if metricsSrv != nil {
+		metricsSrv.Close()
+	}
+	n.transport.wait()
+	wg.Wait()
+	n.log.Info("node stopped", "err", err)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// loop is the event loop: the only goroutine touching the replica.
+func (n *Node) loop(ctx context.Context) error {
+	ticker := time.NewTicker(n.cfg.Tick.Duration)
+	defer ticker.Stop()
+	pending := map[uint64]chan error{}
+	var nextTicket uint64
+	defer func() {
+		for _, done := range pending {
+			done <- ErrStopped
+		}
+	}()
+	var out replica.Output
+	if err := n.flush(ctx, n.replica.Start(), pending); err != nil {
+		return err
+	}
+	handle := func(ev any) {
+		switch ev := ev.(type) {
+		case inbound:
+			o, err := n.replica.Receive(ev.from, ev.msg)
+			if err != nil {
+				n.metrics.rejected.Inc()
+				n.log.Debug("rejected message", "from", n.committee.Authorities[ev.from].Name, "type", fmt.Sprintf("%T", ev.msg), "err", err)
+			}
+			out.Append(o)
+		case submission:
+			nextTicket++
+			pending[nextTicket] = ev.done
+			n.metrics.transactions.Inc()
+			out.Append(n.replica.Submit(nextTicket, ev.tx))
+		case time.Time:
+			out.Append(n.replica.Tick(uint64(ev.UnixMilli())))
+		}
+	}
+	const maxGroup = 512
+	for {
+		var ev any
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case in := <-n.transport.in:
+			ev = in
+		case s := <-n.submits:
+			ev = s
+		case now := <-ticker.C:
+			ev = now
+		}
+		handle(ev)
+		events := 1
+	group:
+		for events < maxGroup {
+			select {
+			case in := <-n.transport.in:
+				handle(in)
+			case s := <-n.submits:
+				handle(s)
+			default:
+				break group
+			}
+			events++
+		}
+		n.metrics.loopBatch.Observe(float64(events))
+		if err := n.flush(ctx, out, pending); err != nil {
+			return err
+		}
+		out = replica.Output{}
+	}
+}
+
+// flush carries out an output: sync writes, then send, ack and publish.
+func (n *Node) flush(ctx context.Context, out replica.Output, pending map[uint64]chan error) error {
+	if len(out.Writes) > 0 {
+		start := time.Now()
+		if err := n.store.Apply(out.Writes); err != nil {
+			return fmt.Errorf("fatal: %w", err)
+		}
+		n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+	}
+	for _, e := range out.Messages {
+		n.transport.send(e.To, e.Msg)
+	}
+	for _, t := range out.Acked {
+		if done, ok := pending[t]; ok {
+			done <- nil
+			delete(pending, t)
+			n.metrics.acked.Inc()
+		}
+	}
+	if len(out.Committed) > 0 {
+		last := out.Committed[len(out.Committed)-1]
+		n.headMu.Lock()
+		n.head = last.Index
+		close(n.headCh)
+		n.headCh = make(chan struct{})
+		n.headMu.Unlock()
+		n.log.Debug("committed", "index", last.Index, "leader_round", last.Leader.Round())
+	}
+	s := n.replica.Status()
+	n.statusMu.Lock()
+	n.status = s
+	n.statusMu.Unlock()
+	n.metrics.round.Set(float64(s.Round))
+	n.metrics.dagRound.Set(float64(s.DAGRound))
+	n.metrics.gcRound.Set(float64(s.GCRound))
+	n.metrics.committed.Set(float64(s.Committed))
+	n.metrics.dagSize.Set(float64(s.DAGSize))
+	n.metrics.suspended.Set(float64(s.Suspended))
+	n.metrics.queue.Set(float64(s.QueueLen))
+	n.metrics.inflight.Set(float64(s.InFlight))
+	n.metrics.batchesSealed.Set(float64(s.BatchesSealed))
+	n.metrics.batchesFromPeers.Set(float64(s.BatchesFromPeers))
+	return nil
+}
+
+// Head returns the last committed index and a channel closed at the next commit.
+func (n *Node) Head() (uint64, <-chan struct{}) {
+	n.headMu.Lock()
+	defer n.headMu.Unlock()
+	return n.head, n.headCh
+}
+
+// Submit hands a transaction to the event loop and waits until it is
+// acknowledged (stored on a quorum and queued durably), ctx ends, or the
+// node stops.
+func (n *Node) Submit(ctx context.Context, tx []byte) error {
+	s := submission{tx: tx, done: make(chan error, 1)}
+	select {
+	case n.submits <- s:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopped:
+		return ErrStopped
+	}
+	select {
+	case err := <-s.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stopped:
+		return ErrStopped
+	}
+}
+
+// Name returns the node's authority name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// ScanCertificates calls fn with every stored certificate and, for each, the
+// canonical batches its header names that are stored here (nil for one
+// missing). For tests and tools; safe while the node runs.
+func (n *Node) ScanCertificates(fn func(c *narwhal.Certificate, batches [][]byte)) error {
+	var err error
+	n.store.Scan([]byte{store.PrefixCertificate}, store.PrefixEnd([]byte{store.PrefixCertificate}), func(_, v []byte) bool {
+		var c *narwhal.Certificate
+		if c, err = narwhal.DecodeCertificate(v); err != nil {
+			return false
+		}
+		batches := make([][]byte, len(c.Header.Payload))
+		for i, d := range c.Header.Payload {
+			batches[i], _ = n.store.Get(store.BatchKey(d))
+		}
+		fn(c, batches)
+		return true
+	})
+	return err
+}
+
+// Status returns the replica's status as of the last event. For tests.
+func (n *Node) Status() replica.Status {
+	n.statusMu.Lock()
+	defer n.statusMu.Unlock()
+	return n.status
+}

@@ -1,0 +1,237 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
+	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/services/node/nodetest"
+)
+
+func makeTxs(prefix string, n, size int) [][]byte {
+	txs := make([][]byte, n)
+	for i := range txs {
+		tx := make([]byte, size)
+		copy(tx, fmt.Sprintf("%s-%08d|", prefix, i))
+		txs[i] = tx
+	}
+	return txs
+}
+
+// orderedTxs decodes the transactions of pre-blocks, counting each.
+func orderedTxs(t *testing.T, pbs []*dsnv1.PreBlock) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for _, pb := range pbs {
+		if len(pb.Batches) != len(pb.Certificates) {
+			t.Fatalf("pre-block %d: %d batch lists for %d certificates", pb.Index, len(pb.Batches), len(pb.Certificates))
+		}
+		for i, raw := range pb.Certificates {
+			c, err := narwhal.DecodeCertificate(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pb.Batches[i].Batches) != len(c.Header.Payload) {
+				t.Fatalf("pre-block %d certificate %d: %d batches for %d digests", pb.Index, i, len(pb.Batches[i].Batches), len(c.Header.Payload))
+			}
+			for j, rb := range pb.Batches[i].Batches {
+				b, err := narwhal.DecodeBatch(rb)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b.Digest() != c.Header.Payload[j] {
+					t.Fatalf("pre-block %d: batch does not match its digest", pb.Index)
+				}
+				for _, tx := range b.Transactions {
+					seen[string(tx)]++
+				}
+			}
+		}
+	}
+	return seen
+}
+
+// until returns a ReadExport stop function that is true once every one of
+// txs has been seen.
+func until(t *testing.T, txs [][]byte) func(*dsnv1.PreBlock) bool {
+	want := map[string]bool{}
+	for _, tx := range txs {
+		want[string(tx)] = true
+	}
+	return func(pb *dsnv1.PreBlock) bool {
+		for tx := range orderedTxs(t, []*dsnv1.PreBlock{pb}) {
+			delete(want, tx)
+		}
+		return len(want) == 0
+	}
+}
+
+func covers(seen map[string]int, txs [][]byte) bool {
+	for _, tx := range txs {
+		if seen[string(tx)] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// dagTxs counts the transactions in node i's certified DAG.
+func dagTxs(t *testing.T, cl *nodetest.Cluster, i int) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	err := cl.Node(i).ScanCertificates(func(c *narwhal.Certificate, batches [][]byte) {
+		for _, raw := range batches {
+			if raw == nil {
+				continue
+			}
+			b, err := narwhal.DecodeBatch(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tx := range b.Transactions {
+				seen[string(tx)]++
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seen
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSevenNodesOrderEveryAcknowledgedTransactionOnce(t *testing.T) {
+	cl := nodetest.Start(t, 7)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	txs := makeTxs("tx", 10_000, 64)
+	start := time.Now()
+	acked, err := cl.SubmitAll(ctx, []int{0, 1, 2, 3, 4, 5, 6}, 14, txs)
+	if err != nil || acked != uint64(len(txs)) {
+		t.Fatalf("acknowledged %d of %d: %v", acked, len(txs), err)
+	}
+	t.Logf("%d transactions acknowledged in %s", len(txs), time.Since(start).Round(time.Millisecond))
+	var first []*dsnv1.PreBlock
+	for i := 0; i < cl.Size(); i++ {
+		pbs, err := cl.ReadExport(ctx, i, 0, until(t, txs))
+		if err != nil {
+			t.Fatalf("node %d export: %v", i, err)
+		}
+		ordered := orderedTxs(t, pbs)
+		for _, tx := range txs {
+			if n := ordered[string(tx)]; n != 1 {
+				t.Fatalf("node %d ordered %q %d times", i, tx[:12], n)
+			}
+		}
+		if first == nil {
+			first = pbs
+			continue
+		}
+		for k := 0; k < min(len(first), len(pbs)); k++ {
+			a, b := first[k], pbs[k]
+			if a.Index != b.Index || string(a.Leader) != string(b.Leader) || len(a.Certificates) != len(b.Certificates) {
+				t.Fatalf("node %d disagrees with node 0 at pre-block %d", i, k+1)
+			}
+			for j := range a.Certificates {
+				ca, _ := narwhal.DecodeCertificate(a.Certificates[j])
+				cb, _ := narwhal.DecodeCertificate(b.Certificates[j])
+				if ca.Digest() != cb.Digest() {
+					t.Fatalf("node %d disagrees with node 0 inside pre-block %d", i, k+1)
+				}
+			}
+		}
+	}
+	t.Logf("ordered on all nodes after %s", time.Since(start).Round(time.Millisecond))
+	// The certified DAG itself holds every acknowledged transaction exactly once.
+	for i := 0; i < cl.Size(); i++ {
+		waitFor(t, 30*time.Second, fmt.Sprintf("node %d to store every batch", i), func() bool { return covers(dagTxs(t, cl, i), txs) })
+		seen := dagTxs(t, cl, i)
+		for _, tx := range txs {
+			if seen[string(tx)] != 1 {
+				t.Fatalf("node %d: %q is %d times in the certified DAG", i, tx[:12], seen[string(tx)])
+			}
+		}
+	}
+}
+
+func TestProgressWithTwoNodesDownAndRestartWithoutEquivocation(t *testing.T) {
+	cl := nodetest.Start(t, 7)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cl.StopNode(5)
+	cl.StopNode(6)
+	r0 := cl.Node(0).Status().DAGRound
+	txs := makeTxs("down", 1000, 100)
+	acked, err := cl.SubmitAll(ctx, []int{0, 1, 2, 3, 4}, 5, txs)
+	if err != nil || acked != uint64(len(txs)) {
+		t.Fatalf("acknowledged %d of %d with 2 nodes down: %v", acked, len(txs), err)
+	}
+	if _, err := cl.ReadExport(ctx, 1, 0, until(t, txs)); err != nil {
+		t.Fatal(err)
+	}
+	r1 := cl.Node(0).Status().DAGRound
+	if r1 <= r0+2 {
+		t.Fatalf("rounds did not advance with 2 of 7 down: %d -> %d", r0, r1)
+	}
+	cl.StartNode(5)
+	waitFor(t, time.Minute, "the restarted node to rejoin", func() bool { return cl.Node(5).Status().Round > r1 })
+	more := makeTxs("after", 200, 100)
+	if acked, err := cl.SubmitAll(ctx, []int{5}, 2, more); err != nil || acked != 200 {
+		t.Fatalf("restarted node acknowledged %d of 200: %v", acked, err)
+	}
+	cl.StopNode(0) // crash-restart a node that took part throughout
+	cl.StartNode(0)
+	if _, err := cl.ReadExport(ctx, 0, 0, until(t, more)); err != nil {
+		t.Fatal(err)
+	}
+	// Never two different certificates for one (author, round), on any node.
+	seen := map[[2]uint64]narwhal.Digest{}
+	for i := 0; i < 6; i++ {
+		err := cl.Node(i).ScanCertificates(func(c *narwhal.Certificate, _ [][]byte) {
+			k := [2]uint64{uint64(c.Author()), c.Round()}
+			if d, ok := seen[k]; ok && d != c.Digest() {
+				t.Fatalf("author %d signed two headers in round %d", c.Author(), c.Round())
+			}
+			seen[k] = c.Digest()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestBadTransactionsAreRejectedClearly(t *testing.T) {
+	cl := nodetest.Start(t, 4, func(c *config.Node) { c.MaxTransactionSize = 1024 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client := cl.Transactions(0)
+	for _, tc := range []struct {
+		tx   []byte
+		want string
+	}{{nil, "empty transaction"}, {make([]byte, 1025), "transaction of 1025 bytes exceeds the limit of 1024 bytes"}} {
+		_, err := client.SubmitTransaction(ctx, &dsnv1.Transaction{Transaction: tc.tx})
+		if status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != tc.want {
+			t.Errorf("got %v, want InvalidArgument %q", err, tc.want)
+		}
+	}
+	if _, err := client.SubmitTransaction(ctx, &dsnv1.Transaction{Transaction: []byte("fine")}); err != nil {
+		t.Fatalf("a good transaction after bad ones: %v", err)
+	}
+}

@@ -1,0 +1,243 @@
+// Package nodetest runs a committee of consensus nodes inside one process,
+// over real gRPC on 127.0.0.1 with pebble in temporary directories: the
+// harness for services/node's tests and the benchmarks in bench/.
+package nodetest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
+	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/services/node"
+)
+
+// Cluster is a running in-process committee.
+type Cluster struct {
+	tb        testing.TB
+	Dir       string
+	Committee *narwhal.Committee
+	cfgs      []*config.Node
+	nodes     []*running
+}
+
+type running struct {
+	n      *node.Node
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Option adjusts every node's config before start.
+type Option func(*config.Node)
+
+// freePort asks the kernel for a free loopback port.
+func freePort(tb testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Start generates a committee of n nodes with fast test parameters, starts
+// them all, and registers their shutdown with tb.Cleanup.
+func Start(tb testing.TB, n int, opts ...Option) *Cluster {
+	tb.Helper()
+	dir := tb.TempDir()
+	c, gens, err := config.GenerateCommittee(rand.New(rand.NewSource(int64(n))), n, "127.0.0.1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range gens {
+		p2p := freePort(tb)
+		c.Authorities[i].Address = fmt.Sprintf("127.0.0.1:%d", p2p)
+		nc := config.TestNode()
+		g := gens[i].Node
+		nc.Name, nc.Committee, nc.BLSKeyFile, nc.NetworkKeyFile, nc.DataDir = g.Name, g.Committee, g.BLSKeyFile, g.NetworkKeyFile, g.DataDir
+		nc.P2PAddress = c.Authorities[i].Address
+		nc.TransactionsAddress = "127.0.0.1:0"
+		nc.ExportAddress = "127.0.0.1:0"
+		nc.LogLevel = "warn"
+		for _, o := range opts {
+			o(&nc)
+		}
+		gens[i].Node = nc
+	}
+	if err := config.WriteCommittee(dir, c, gens); err != nil {
+		tb.Fatal(err)
+	}
+	cl := &Cluster{tb: tb, Dir: dir, Committee: c, nodes: make([]*running, n)}
+	for i := range gens {
+		cfg, err := config.LoadNode(filepath.Join(dir, gens[i].Node.Name+".toml"))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cl.cfgs = append(cl.cfgs, cfg)
+	}
+	for i := range cl.nodes {
+		cl.StartNode(i)
+	}
+	tb.Cleanup(func() {
+		for i := range cl.nodes {
+			cl.StopNode(i)
+		}
+	})
+	return cl
+}
+
+// Size returns the number of nodes.
+func (cl *Cluster) Size() int { return len(cl.nodes) }
+
+// StartNode starts (or restarts, from its store) node i.
+func (cl *Cluster) StartNode(i int) {
+	cl.tb.Helper()
+	if cl.nodes[i] != nil {
+		return
+	}
+	level := slog.LevelWarn
+	if os.Getenv("DSN_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	n, err := node.New(cl.cfgs[i], log)
+	if err != nil {
+		cl.tb.Fatalf("start %s: %v", cl.cfgs[i].Name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{n: n, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- n.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Addr("export") == "" || n.Addr("transactions") == "" {
+		if time.Now().After(deadline) {
+			cl.tb.Fatalf("%s did not start listening", cl.cfgs[i].Name)
+		}
+		select {
+		case err := <-r.done:
+			cl.tb.Fatalf("%s stopped at start: %v", cl.cfgs[i].Name, err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cl.nodes[i] = r
+}
+
+// StopNode stops node i and waits for it; its store stays on disk.
+func (cl *Cluster) StopNode(i int) {
+	r := cl.nodes[i]
+	if r == nil {
+		return
+	}
+	r.cancel()
+	if err := <-r.done; err != nil {
+		cl.tb.Errorf("%s: %v", cl.cfgs[i].Name, err)
+	}
+	cl.nodes[i] = nil
+}
+
+// Node returns running node i, or nil if stopped.
+func (cl *Cluster) Node(i int) *node.Node {
+	if cl.nodes[i] == nil {
+		return nil
+	}
+	return cl.nodes[i].n
+}
+
+func (cl *Cluster) dial(addr string) *grpc.ClientConn {
+	cl.tb.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		cl.tb.Fatal(err)
+	}
+	cl.tb.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// Transactions returns a client of node i's Transactions service.
+func (cl *Cluster) Transactions(i int) dsnv1.TransactionsClient {
+	return dsnv1.NewTransactionsClient(cl.dial(cl.Node(i).Addr("transactions")))
+}
+
+// Export returns a client of node i's Export service.
+func (cl *Cluster) Export(i int) dsnv1.ExportClient {
+	return dsnv1.NewExportClient(cl.dial(cl.Node(i).Addr("export")))
+}
+
+// SubmitAll sends txs through node `via` on `streams` concurrent streams and
+// returns how many were acknowledged.
+func (cl *Cluster) SubmitAll(ctx context.Context, via []int, streams int, txs [][]byte) (uint64, error) {
+	type res struct {
+		n   uint64
+		err error
+	}
+	out := make(chan res, streams)
+	for s := 0; s < streams; s++ {
+		client := cl.Transactions(via[s%len(via)])
+		go func(s int) {
+			st, err := client.SubmitTransactionStream(ctx)
+			if err != nil {
+				out <- res{err: err}
+				return
+			}
+			for k := s; k < len(txs); k += streams {
+				if err := st.Send(&dsnv1.Transaction{Transaction: txs[k]}); err != nil {
+					break
+				}
+			}
+			resp, err := st.CloseAndRecv()
+			if err != nil {
+				out <- res{err: err}
+				return
+			}
+			out <- res{n: resp.Accepted}
+		}(s)
+	}
+	var total uint64
+	var firstErr error
+	for s := 0; s < streams; s++ {
+		r := <-out
+		total += r.n
+		if r.err != nil && firstErr == nil {
+			firstErr = r.err
+		}
+	}
+	return total, firstErr
+}
+
+// ReadExport reads node i's pre-blocks from index from+1 until stop returns
+// true after a pre-block, or ctx ends.
+func (cl *Cluster) ReadExport(ctx context.Context, i int, from uint64, stop func(*dsnv1.PreBlock) bool) ([]*dsnv1.PreBlock, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := cl.Export(i).Export(ctx, &dsnv1.ExportRequest{From: from})
+	if err != nil {
+		return nil, err
+	}
+	var got []*dsnv1.PreBlock
+	for {
+		r, err := st.Recv()
+		if err == io.EOF {
+			return got, fmt.Errorf("export stream ended")
+		}
+		if err != nil {
+			return got, err
+		}
+		if pb := r.GetPreBlock(); pb != nil {
+			got = append(got, pb)
+			if stop(pb) {
+				return got, nil
+			}
+		}
+	}
+}
