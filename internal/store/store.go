@@ -75,7 +75,9 @@ func CertificateKey(round uint64, author uint16) []byte {
 func CertDigestKey(digest [32]byte) []byte { return append([]byte{PrefixCertDigest}, digest[:]...) }
 
 // SubDAGKey names the committed sub-DAG with this index.
-func SubDAGKey(index uint64) []byte { return binary.BigEndian.AppendUint64([]byte{PrefixSubDAG}, index) }
+func SubDAGKey(index uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{PrefixSubDAG}, index)
+}
 
 // ConsensusKey names the Bullshark state record.
 func ConsensusKey() []byte { return []byte{PrefixConsensus} }
