@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/dsn
 STATICCHECK_VERSION ?= 2026.1
 
-.PHONY: help build test lint verify fuzz bench clean proto
+.PHONY: help build test lint verify fuzz bench clean proto run-dsn kill-dsn run-listener run-spammer
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,3 +46,29 @@ proto: ## Regenerate api/ Go code (needs protoc: apt-get install protobuf-compil
 	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	PATH=$(CURDIR)/bin:$$PATH protoc -I api --go_out=api --go_opt=paths=source_relative \
 	  --go-grpc_out=api --go-grpc_opt=paths=source_relative api/dsn/v1/*.proto
+
+# --- local committee: 7 processes on this machine --------------------------
+DSN_DIR ?= .dsn
+NODES ?= 7
+ENDPOINT ?= 127.0.0.1:64011
+FROM_ID ?= 0
+SLEEP ?= 10ms
+RATE ?= 0
+
+run-dsn: build ## Start NODES local nodes (node N: export 640N1, transactions 640N2); logs and pids in .dsn/
+	@if [ -f $(DSN_DIR)/pids ]; then echo "$(DSN_DIR)/pids exists: run 'make kill-dsn' first"; exit 1; fi
+	@mkdir -p $(DSN_DIR)
+	@[ -f $(DSN_DIR)/committee/committee.toml ] || $(BIN) committee new --nodes $(NODES) --out $(DSN_DIR)/committee >/dev/null
+	@for i in $$(seq 1 $(NODES)); do \
+	  $(BIN) node --config $(DSN_DIR)/committee/node-$$i.toml > $(DSN_DIR)/node-$$i.log 2>&1 & echo $$! >> $(DSN_DIR)/pids; \
+	done
+	@echo "started $(NODES) nodes: pids in $(DSN_DIR)/pids, logs in $(DSN_DIR)/node-N.log"
+
+kill-dsn: ## Stop exactly the nodes run-dsn started
+	@if [ -f $(DSN_DIR)/pids ]; then kill $$(cat $(DSN_DIR)/pids) 2>/dev/null || true; rm -f $(DSN_DIR)/pids; echo stopped; else echo "no $(DSN_DIR)/pids"; fi
+
+run-listener: build ## Follow pre-blocks: make run-listener ENDPOINT=127.0.0.1:64011 FROM_ID=0
+	$(BIN) listen --endpoint $(ENDPOINT) --from $(FROM_ID)
+
+run-spammer: build ## Send transactions: make run-spammer ENDPOINT=127.0.0.1:64012 SLEEP=10ms [RATE=100]
+	$(BIN) spam --endpoint $(ENDPOINT) --sleep $(SLEEP) --rate $(RATE) --concurrency 1

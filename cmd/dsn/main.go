@@ -29,6 +29,11 @@ type command struct {
 func commands() []command {
 	return []command{
 		// Subcommands are registered here, one line each.
+		nodeCommand(),
+		keysGenCommand(),
+		committeeNewCommand(),
+		listenCommand(),
+		spamCommand(),
 	}
 }
 

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/services/node"
+)
+
+func nodeCommand() command {
+	return command{name: "node", summary: "run a consensus node (--config node.toml)", run: runNode}
+}
+
+func runNode(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	path := fs.String("config", "node.toml", "node config file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.LoadNode(*path)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("log_level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	n, err := node.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	return n.Run(ctx)
+}
