@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"sync"
 
 	bls "github.com/consensys/gnark-crypto/ecc/bls12-381"
 	"github.com/consensys/gnark-crypto/ecc/bls12-381/fr"
@@ -234,15 +235,33 @@ func AggregateSignatures(sigs []BLSSignature) (BLSSignature, error) {
 	return out.Bytes(), nil
 }
 
+// lines are the precomputed Miller-loop lines of a fixed G2 point: with
+// them a pairing skips every G2 doubling and addition.
+type lines = [2][len(bls.LoopCounter) - 1]bls.LineEvaluationAff
+
+// maxCachedLines bounds the per-signer-set line cache (≈24 KB an entry). A
+// 7-authority committee has 29 quorum signer sets, plus 7 single signers.
+const maxCachedLines = 256
+
 // KeySet holds decompressed, subgroup-checked public keys indexed 0..n-1 (a
-// committee). Build it once per committee. Safe for concurrent reads.
+// committee). Build it once per committee. Safe for concurrent use.
+//
+// NB: it caches the Miller-loop lines of g₂ and of each aggregate key it has
+// seen (by signer set), since a committee signs with few distinct signer
+// sets; verification then costs one fixed-argument multi-pairing.
 type KeySet struct {
-	keys []bls.G2Affine
+	keys    []bls.G2Affine
+	g2Lines *lines
+
+	mu    sync.Mutex
+	cache map[string]*lines // signer set -> lines of the aggregate key
 }
 
 // NewKeySet decompresses and checks every key.
 func NewKeySet(pks []BLSPublicKey) (*KeySet, error) {
-	ks := &KeySet{keys: make([]bls.G2Affine, len(pks))}
+	_, _, _, g2 := bls.Generators()
+	g2l := bls.PrecomputeLines(g2)
+	ks := &KeySet{keys: make([]bls.G2Affine, len(pks)), g2Lines: &g2l, cache: make(map[string]*lines)}
 	for i := range pks {
 		p, err := decodePublicKey(pks[i])
 		if err != nil {
@@ -261,7 +280,42 @@ func (ks *KeySet) Verify(signer int, msg []byte, sig BLSSignature) error {
 	if signer < 0 || signer >= len(ks.keys) {
 		return fmt.Errorf("%w: %d", ErrUnknownSigner, signer)
 	}
-	return verifyPoint(&ks.keys[signer], msg, SignatureDST, sig)
+	return ks.VerifyAggregate([]int{signer}, msg, sig)
+}
+
+// linesFor returns the lines of the signers' aggregate key, from the cache
+// when possible. It rejects empty, unknown and duplicated signers.
+func (ks *KeySet) linesFor(signers []int) (*lines, error) {
+	key := make([]byte, (len(ks.keys)+7)/8)
+	if len(signers) == 0 {
+		return nil, ErrEmptySignerSet
+	}
+	for _, s := range signers {
+		if s < 0 || s >= len(ks.keys) {
+			return nil, fmt.Errorf("%w: %d", ErrUnknownSigner, s)
+		}
+		if key[s/8]&(1<<(s%8)) != 0 {
+			return nil, fmt.Errorf("%w: %d", ErrDuplicateSigner, s)
+		}
+		key[s/8] |= 1 << (s % 8)
+	}
+	ks.mu.Lock()
+	l := ks.cache[string(key)]
+	ks.mu.Unlock()
+	if l != nil {
+		return l, nil
+	}
+	pk, err := ks.aggregateKey(signers)
+	if err != nil {
+		return nil, err
+	}
+	computed := bls.PrecomputeLines(pk)
+	ks.mu.Lock()
+	if len(ks.cache) < maxCachedLines {
+		ks.cache[string(key)] = &computed
+	}
+	ks.mu.Unlock()
+	return &computed, nil
 }
 
 // aggregateKey adds the signers' keys, rejecting empty, unknown and
@@ -290,11 +344,25 @@ func (ks *KeySet) aggregateKey(signers []int) (bls.G2Affine, error) {
 // VerifyAggregate is fast aggregate verify: the aggregate signature of
 // distinct signers on one message.
 func (ks *KeySet) VerifyAggregate(signers []int, msg []byte, sig BLSSignature) error {
-	pk, err := ks.aggregateKey(signers)
+	l, err := ks.linesFor(signers)
 	if err != nil {
 		return err
 	}
-	return verifyPoint(&pk, msg, SignatureDST, sig)
+	s, err := decodeSignature(sig)
+	if err != nil {
+		return err
+	}
+	h, err := bls.HashToG1(msg, []byte(SignatureDST))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSignature, err)
+	}
+	var negS bls.G1Affine
+	negS.Neg(&s)
+	ok, err := bls.PairingCheckFixedQ([]bls.G1Affine{negS, h}, []lines{*ks.g2Lines, *l})
+	if err != nil || !ok {
+		return ErrInvalidSignature
+	}
+	return nil
 }
 
 // AggregateItem is one aggregate signature in a batch.
@@ -318,10 +386,10 @@ func (ks *KeySet) BatchVerify(items []AggregateItem) error {
 	}
 	coeffs := batchCoefficients(items)
 	P := make([]bls.G1Affine, 0, len(items)+1)
-	Q := make([]bls.G2Affine, 0, len(items)+1)
+	Q := make([]lines, 0, len(items)+1)
 	var sum bls.G1Jac
 	for i := range items {
-		pk, err := ks.aggregateKey(items[i].Signers)
+		l, err := ks.linesFor(items[i].Signers)
 		if err != nil {
 			return fmt.Errorf("item %d: %w", i, err)
 		}
@@ -340,15 +408,14 @@ func (ks *KeySet) BatchVerify(items []AggregateItem) error {
 		var rh bls.G1Affine
 		rh.ScalarMultiplication(&h, &coeffs[i])
 		P = append(P, rh)
-		Q = append(Q, pk)
+		Q = append(Q, *l)
 	}
 	var negSum bls.G1Affine
 	negSum.FromJacobian(&sum)
 	negSum.Neg(&negSum)
-	_, _, _, g2 := bls.Generators()
 	P = append(P, negSum)
-	Q = append(Q, g2)
-	ok, err := bls.PairingCheck(P, Q)
+	Q = append(Q, *ks.g2Lines)
+	ok, err := bls.PairingCheckFixedQ(P, Q)
 	if err != nil || !ok {
 		return ErrInvalidSignature
 	}

@@ -256,25 +256,34 @@ func TestProposerCertifiesAndNeverEquivocatesAfterRestart(t *testing.T) {
 			}
 		}
 	}
-	// Votes: a bad one is dropped, a quorum certifies.
+	// Votes: a bad one is found when the aggregate fails, and dropped; a
+	// quorum of good ones certifies.
 	d := h.Digest()
-	bad := narwhal.Vote{Header: d, Round: 1, Origin: 0, Voter: 1, Signature: f.keys[2].Sign(narwhal.VoteMessage(d))}
-	if _, err := f.p.Receive(1, &narwhal.VoteMsg{Vote: bad}); !errors.Is(err, ErrBadVote) {
-		t.Fatalf("bad vote: %v", err)
-	}
-	var cert *narwhal.Certificate
-	for _, voter := range []narwhal.AuthorityID{1, 2} {
-		v := narwhal.Vote{Header: d, Round: 1, Origin: 0, Voter: voter, Signature: f.keys[voter].Sign(narwhal.VoteMessage(d))}
+	vote := func(voter narwhal.AuthorityID, signer narwhal.AuthorityID) (Output, error) {
+		v := narwhal.Vote{Header: d, Round: 1, Origin: 0, Voter: voter, Signature: f.keys[signer].Sign(narwhal.VoteMessage(d))}
 		out, err := f.p.Receive(voter, &narwhal.VoteMsg{Vote: v})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range f.apply(out).Messages {
+		return f.apply(out), err
+	}
+	certIn := func(out Output) *narwhal.Certificate {
+		for _, e := range out.Messages {
 			if m, ok := e.Msg.(*narwhal.CertificateMsg); ok {
-				cert = &m.Certificate
+				return &m.Certificate
 			}
 		}
+		return nil
 	}
+	if out, err := vote(1, 2); err != nil || certIn(out) != nil {
+		t.Fatalf("a vote below quorum: %v", err)
+	}
+	out, err := vote(2, 2)
+	if !errors.Is(err, ErrBadVote) || certIn(out) != nil {
+		t.Fatalf("bad vote in the aggregate: err %v", err)
+	}
+	out, err = vote(1, 1) // voter 1 may vote again, correctly
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := certIn(out)
 	if cert == nil {
 		t.Fatal("no certificate after a quorum of votes")
 	}

@@ -1,14 +1,11 @@
 package primary
 
 import (
-	"github.com/tezos-dsn/dsn/internal/crypto"
+	"fmt"
+
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/store"
 )
-
-func aggregate(sigs []crypto.BLSSignature) (crypto.BLSSignature, error) {
-	return crypto.AggregateSignatures(sigs)
-}
 
 // quorumRound returns the highest round whose accepted certificates hold a
 // quorum of stake, and whether there is one at or above `from`.
@@ -114,5 +111,7 @@ func (p *Primary) tryPropose(out *Output) {
 	p.cur.payload = payload
 	out.Writes = append(out.Writes, store.Put(store.LastProposedKey(), h.Encode()))
 	p.broadcast(out, &narwhal.HeaderMsg{Header: *h})
-	p.maybeCertify(out)
+	if err := p.maybeCertify(out); err != nil {
+		panic(fmt.Sprintf("primary: own vote alone failed: %v", err))
+	}
 }

@@ -2,6 +2,7 @@ package primary
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/tezos-dsn/dsn/internal/crypto"
@@ -141,8 +142,11 @@ func (p *Primary) sendVote(out *Output, h *narwhal.Header, d narwhal.Digest) {
 	}}})
 }
 
-// onVote collects a vote for the current header; a quorum makes the
-// certificate, which is accepted locally and broadcast.
+// onVote collects a vote for the current header. Votes are not checked one
+// by one: once a quorum is in, their aggregate is verified with a single
+// pairing, and only if that fails is each vote checked and the bad ones
+// dropped. A quorum makes the certificate, which is accepted locally and
+// broadcast.
 func (p *Primary) onVote(out *Output, from narwhal.AuthorityID, v *narwhal.Vote) error {
 	c := p.cur
 	if c == nil || c.certified || v.Header != c.digest {
@@ -154,20 +158,19 @@ func (p *Primary) onVote(out *Output, from narwhal.AuthorityID, v *narwhal.Vote)
 	if c.voted[from] {
 		return nil
 	}
-	if err := p.verifier.CheckVote(v); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadVote, err)
+	if err := crypto.ValidateSignature(v.Signature); err != nil {
+		return fmt.Errorf("vote from %d: %w: %w", from, ErrBadVote, err)
 	}
 	c.voted[from] = true
 	c.sigs[from] = v.Signature
 	c.stake += p.committee.Stake(from)
-	p.maybeCertify(out)
-	return nil
+	return p.maybeCertify(out)
 }
 
-func (p *Primary) maybeCertify(out *Output) {
+func (p *Primary) maybeCertify(out *Output) error {
 	c := p.cur
 	if c.certified || c.stake < p.committee.QuorumThreshold() {
-		return
+		return nil
 	}
 	cert := &narwhal.Certificate{Header: *c.header}
 	var sigs []crypto.BLSSignature
@@ -177,15 +180,36 @@ func (p *Primary) maybeCertify(out *Output) {
 			sigs = append(sigs, c.sigs[i])
 		}
 	}
-	agg, err := aggregate(sigs)
-	if err != nil {
-		panic(fmt.Sprintf("primary: aggregate verified votes: %v", err))
+	agg, err := crypto.AggregateSignatures(sigs)
+	if err == nil {
+		cert.Signature = agg
+		err = p.verifier.CheckCertificate(cert)
 	}
-	cert.Signature = agg
+	if err != nil {
+		// Some vote is bad: find it, drop it, wait for more votes.
+		var bad []error
+		for i, ok := range c.voted {
+			id := narwhal.AuthorityID(i)
+			if !ok || id == p.self {
+				continue
+			}
+			vote := narwhal.Vote{Header: c.digest, Round: c.header.Round, Epoch: c.header.Epoch, Origin: p.self, Voter: id, Signature: c.sigs[i]}
+			if verr := p.verifier.CheckVote(&vote); verr != nil {
+				c.voted[i] = false
+				c.stake -= p.committee.Stake(id)
+				bad = append(bad, fmt.Errorf("vote from %d: %w: %w", id, ErrBadVote, verr))
+			}
+		}
+		if len(bad) == 0 {
+			panic(fmt.Sprintf("primary: aggregate of valid votes does not verify: %v", err))
+		}
+		return errors.Join(bad...)
+	}
 	c.certified = true
 	if len(c.payload) > 0 {
 		p.certified[c.header.Round] = c.payload
 	}
 	p.accept(out, cert)
 	p.broadcast(out, &narwhal.CertificateMsg{Certificate: *cert})
+	return nil
 }
