@@ -11,6 +11,7 @@
 package crypto
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -217,14 +218,20 @@ func Verify(pk BLSPublicKey, msg []byte, sig BLSSignature) error {
 	return verifyPoint(&p, msg, SignatureDST, sig)
 }
 
-// AggregateSignatures adds signatures in G1. Every input must decode.
+// AggregateSignatures adds signatures in G1. Every input must be a point
+// on the curve; as in the IETF scheme, subgroup membership is checked when
+// the aggregate is verified, not here.
 func AggregateSignatures(sigs []BLSSignature) (BLSSignature, error) {
 	if len(sigs) == 0 {
 		return BLSSignature{}, ErrEmptySignerSet
 	}
 	var acc bls.G1Jac
 	for i := range sigs {
-		s, err := decodeSignature(sigs[i])
+		var s bls.G1Affine
+		err := bls.NewDecoder(bytes.NewReader(sigs[i][:]), bls.NoSubgroupChecks()).Decode(&s)
+		if err == nil && s.IsInfinity() {
+			err = errors.New("identity")
+		}
 		if err != nil {
 			return BLSSignature{}, fmt.Errorf("signature %d: %w", i, err)
 		}

@@ -24,6 +24,7 @@ import (
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/internal/crypto"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/replica"
 	"github.com/tezos-dsn/dsn/internal/store"
@@ -37,6 +38,7 @@ type Node struct {
 	cfg       *config.Node
 	log       *slog.Logger
 	committee *narwhal.Committee
+	verifier  *narwhal.Verifier
 	self      narwhal.AuthorityID
 	store     *pebbleStore
 	replica   *replica.Replica
@@ -84,10 +86,13 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	verifier, err := narwhal.NewVerifier(committee)
+	keys, err := crypto.NewKeySet(committee.BLSKeys())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("committee keys: %w", err)
 	}
+	// The cache lets the loop verify a burst of certificates in one batch
+	// before the replica checks them one by one (see preVerify).
+	verifier := narwhal.NewVerifierWith(committee, crypto.NewCachedKeySet(keys, 50_000))
 	if err := os.MkdirAll(cfg.Path(cfg.DataDir), 0o755); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
@@ -108,7 +113,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg: cfg, log: log, committee: committee, self: narwhal.AuthorityID(self),
+		cfg: cfg, log: log, committee: committee, verifier: verifier, self: narwhal.AuthorityID(self),
 		store: st, replica: rep, transport: tr, metrics: m,
 		submits: make(chan submission, 4096),
 		headCh:  make(chan struct{}), stopped: make(chan struct{}),
@@ -247,37 +252,64 @@ func (n *Node) loop(ctx context.Context) error {
 		}
 	}
 	const maxGroup = 512
+	group := make([]any, 0, maxGroup)
 	for {
-		var ev any
+		group = group[:0]
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case in := <-n.transport.in:
-			ev = in
+			group = append(group, in)
 		case s := <-n.submits:
-			ev = s
+			group = append(group, s)
 		case now := <-ticker.C:
-			ev = now
+			group = append(group, now)
 		}
-		handle(ev)
-		events := 1
-	group:
-		for events < maxGroup {
+	drain:
+		for len(group) < maxGroup {
 			select {
 			case in := <-n.transport.in:
-				handle(in)
+				group = append(group, in)
 			case s := <-n.submits:
-				handle(s)
+				group = append(group, s)
 			default:
-				break group
+				break drain
 			}
-			events++
 		}
-		n.metrics.loopBatch.Observe(float64(events))
+		n.preVerify(group)
+		for _, ev := range group {
+			handle(ev)
+		}
+		n.metrics.loopBatch.Observe(float64(len(group)))
 		if err := n.flush(ctx, out, pending); err != nil {
 			return err
 		}
 		out = replica.Output{}
+	}
+}
+
+// preVerify checks the signatures of all certificates in a group of events
+// with one multi-pairing; the verifier's cache then answers the replica's
+// one-by-one checks. A failure is ignored here: the replica finds and
+// rejects the bad certificate itself.
+func (n *Node) preVerify(group []any) {
+	var certs []*narwhal.Certificate
+	for _, ev := range group {
+		in, ok := ev.(inbound)
+		if !ok {
+			continue
+		}
+		switch m := in.msg.(type) {
+		case *narwhal.CertificateMsg:
+			certs = append(certs, &m.Certificate)
+		case *narwhal.CertificateResponseMsg:
+			for i := range m.Certificates {
+				certs = append(certs, &m.Certificates[i])
+			}
+		}
+	}
+	if len(certs) > 1 {
+		_ = n.verifier.CheckCertificates(certs)
 	}
 }
 
