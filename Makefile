@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/dsn
-STATICCHECK_VERSION ?= 2026.1
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: help build test lint verify fuzz bench clean proto run-dsn kill-dsn run-listener run-spammer
 

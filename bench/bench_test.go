@@ -172,8 +172,8 @@ func run(b *testing.B, cl *nodetest.Cluster, rate float64, size int, d time.Dura
 		OfferedTPS: rate, SizeBytes: size, Sent: sent, Ordered: len(lats),
 		OrderedTPS: float64(len(lats)) / d.Seconds(),
 		P50ms:      ms(p.P50), P90ms: ms(p.P90), P99ms: ms(p.P99), MaxMs: ms(p.Max),
-		CPUCores:   cpu.Seconds() / elapsed.Seconds(),
-		PreBlocks:  preBlocks, Certificates: certs,
+		CPUCores:  cpu.Seconds() / elapsed.Seconds(),
+		PreBlocks: preBlocks, Certificates: certs,
 		MBps: float64(bytes) / d.Seconds() / 1e6,
 	}
 }

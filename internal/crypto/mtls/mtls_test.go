@@ -23,7 +23,7 @@ func identity(t *testing.T, seed int64) (ed25519.PublicKey, tls.Certificate) {
 }
 
 // handshake runs one TLS connection and returns both sides' errors.
-func handshake(t *testing.T, server, client *tls.Config) (serverErr, clientErr error, seen ed25519.PublicKey) {
+func handshake(t *testing.T, server, client *tls.Config) (seen ed25519.PublicKey, serverErr, clientErr error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,13 +58,13 @@ func handshake(t *testing.T, server, client *tls.Config) (serverErr, clientErr e
 	case seen = <-keyc:
 	default:
 	}
-	return serverErr, err, seen
+	return seen, serverErr, err
 }
 
 func TestPinnedKeysConnect(t *testing.T) {
 	sPub, sCert := identity(t, 1)
 	cPub, cCert := identity(t, 2)
-	serr, cerr, seen := handshake(t, ServerConfig(sCert, []ed25519.PublicKey{cPub}), ClientConfig(cCert, sPub))
+	seen, serr, cerr := handshake(t, ServerConfig(sCert, []ed25519.PublicKey{cPub}), ClientConfig(cCert, sPub))
 	if serr != nil || cerr != nil {
 		t.Fatalf("pinned handshake: server %v client %v", serr, cerr)
 	}
@@ -78,11 +78,11 @@ func TestUnpinnedKeysAreRefused(t *testing.T) {
 	cPub, cCert := identity(t, 2)
 	otherPub, otherCert := identity(t, 3)
 	// Server does not know the client.
-	if serr, _, _ := handshake(t, ServerConfig(sCert, []ed25519.PublicKey{otherPub}), ClientConfig(cCert, sPub)); serr == nil {
+	if _, serr, _ := handshake(t, ServerConfig(sCert, []ed25519.PublicKey{otherPub}), ClientConfig(cCert, sPub)); serr == nil {
 		t.Fatal("server accepted an unpinned client")
 	}
 	// Client expects another server.
-	if _, cerr, _ := handshake(t, ServerConfig(otherCert, []ed25519.PublicKey{cPub}), ClientConfig(cCert, sPub)); cerr == nil {
+	if _, _, cerr := handshake(t, ServerConfig(otherCert, []ed25519.PublicKey{cPub}), ClientConfig(cCert, sPub)); cerr == nil {
 		t.Fatal("client accepted an unpinned server")
 	}
 }
