@@ -32,6 +32,7 @@ func runSpam(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 0, "stop after this long (0: until interrupted or --count)")
 	count := fs.Uint64("count", 0, "stop after this many transactions (0: no limit)")
 	concurrency := fs.Int("concurrency", 64, "transactions in flight at once")
+	firstSeq := fs.Uint64("first-seq", 1, "sequence number stamped into the first transaction")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,10 +104,11 @@ func runSpam(ctx context.Context, args []string) error {
 					case <-tokens:
 					}
 				}
-				s := seq.Add(1)
-				if *count > 0 && s > *count {
+				n := seq.Add(1)
+				if *count > 0 && n > *count {
 					return
 				}
+				s := *firstSeq + n - 1
 				size := *minSize + rng.IntN(*maxSize-*minSize+1)
 				tx := load.Make(rng, size, time.Now(), s)
 				sent.Add(1)

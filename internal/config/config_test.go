@@ -12,7 +12,7 @@ import (
 func generated(t *testing.T) (string, []Generated) {
 	t.Helper()
 	dir := t.TempDir()
-	c, gens, err := GenerateCommittee(rand.New(rand.NewSource(1)), 7, "127.0.0.1")
+	c, gens, err := GenerateCommittee(rand.New(rand.NewSource(1)), 7, "127.0.0.1", DefaultBasePort)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,11 +11,15 @@ import (
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 )
 
-// Ports returns the PoC's port layout for node n (1-based, n ≤ 9):
-// p2p 640n0, export (pre-blocks) 640n1, transactions 640n2, metrics 640n3.
-func Ports(n int) (p2p, export, transactions, metrics int) {
-	base := 64000 + 10*n
-	return base, base + 1, base + 2, base + 3
+// DefaultBasePort gives the PoC's port layout: node N (1..9) uses 640N0 for
+// p2p, 640N1 for export (pre-blocks), 640N2 for transactions, 640N3 for
+// metrics.
+const DefaultBasePort = 64000
+
+// Ports returns node n's ports (1-based, n ≤ 9) above base.
+func Ports(base, n int) (p2p, export, transactions, metrics int) {
+	b := base + 10*n
+	return b, b + 1, b + 2, b + 3
 }
 
 // Generated is one generated authority: its keys and node config.
@@ -26,11 +30,14 @@ type Generated struct {
 }
 
 // GenerateCommittee makes n authorities with fresh keys (stake 1000 each)
-// whose nodes listen on host with the Ports layout (ports may be overridden
+// whose nodes listen on host with the Ports layout from basePort (ports may be overridden
 // by the caller afterwards). Node configs reference files relative to dir.
-func GenerateCommittee(rand io.Reader, n int, host string) (*narwhal.Committee, []Generated, error) {
+func GenerateCommittee(rand io.Reader, n int, host string, basePort int) (*narwhal.Committee, []Generated, error) {
 	if n < 1 || n > 9 {
-		return nil, nil, fmt.Errorf("nodes: %d, want 1..9 (ports 640N0..640N3)", n)
+		return nil, nil, fmt.Errorf("nodes: %d, want 1..9 (ports base+10N..base+10N+3)", n)
+	}
+	if basePort < 1024 || basePort+10*n+3 > 65535 {
+		return nil, nil, fmt.Errorf("base port %d: ports must stay in 1024..65535", basePort)
 	}
 	c := &narwhal.Committee{}
 	gens := make([]Generated, n)
@@ -44,7 +51,7 @@ func GenerateCommittee(rand io.Reader, n int, host string) (*narwhal.Committee, 
 			return nil, nil, fmt.Errorf("generate network key: %w", err)
 		}
 		name := fmt.Sprintf("node-%d", i+1)
-		p2p, export, tx, metrics := Ports(i + 1)
+		p2p, export, tx, metrics := Ports(basePort, i+1)
 		a := narwhal.Authority{Name: name, Stake: 1000, BLSKey: sk.PublicKey(), Possession: sk.ProvePossession(),
 			Address: fmt.Sprintf("%s:%d", host, p2p)}
 		copy(a.NetworkKey[:], pub)

@@ -57,7 +57,7 @@ func freePort(tb testing.TB) int {
 func Start(tb testing.TB, n int, opts ...Option) *Cluster {
 	tb.Helper()
 	dir := tb.TempDir()
-	c, gens, err := config.GenerateCommittee(rand.New(rand.NewSource(int64(n))), n, "127.0.0.1")
+	c, gens, err := config.GenerateCommittee(rand.New(rand.NewSource(int64(n))), n, "127.0.0.1", config.DefaultBasePort)
 	if err != nil {
 		tb.Fatal(err)
 	}
