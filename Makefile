@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/dsn
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help build test lint verify fuzz bench clean proto run-dsn kill-dsn run-listener run-spammer
+.PHONY: help build test lint verify fuzz bench clean proto run-dsn kill-dsn run-listener run-spammer sim sim-long
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -72,3 +72,12 @@ run-listener: build ## Follow pre-blocks: make run-listener ENDPOINT=127.0.0.1:6
 
 run-spammer: build ## Send transactions: make run-spammer ENDPOINT=127.0.0.1:64012 SLEEP=10ms [RATE=100]
 	$(BIN) spam --endpoint $(ENDPOINT) --sleep $(SLEEP) --rate $(RATE) --concurrency 1
+
+SEED ?= 1
+SEEDS ?= 5000
+
+sim: ## Replay one simulator seed with its trace: make sim SEED=30
+	$(GO) test ./internal/sim -run '^TestReplay$$' -seed $(SEED) -count=1 -v
+
+sim-long: ## Run many simulator seeds (not in CI): make sim-long SEEDS=5000
+	$(GO) test ./internal/sim -run '^TestSeeds$$' -seeds $(SEEDS) -count=1 -timeout 0 -v | grep -vE '^\s+--- PASS|^=== '

@@ -157,6 +157,7 @@ func (p *Primary) accept(out *Output, c *narwhal.Certificate) {
 			p.missingOrder = removeDigest(p.missingOrder, d)
 		}
 		p.insert(c)
+		p.sinceAccept = 0
 		idx := binary.BigEndian.AppendUint64(nil, c.Round())
 		idx = binary.BigEndian.AppendUint16(idx, uint16(c.Author()))
 		out.Writes = append(out.Writes,

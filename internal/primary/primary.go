@@ -131,6 +131,7 @@ type Primary struct {
 	queue            []PendingDigest
 	certified        map[uint64][]PendingDigest // own certified rounds -> payload, until committed
 	sinceProposal    int
+	sinceAccept      int // ticks since a certificate was last accepted
 	lastPayloadRound uint64
 }
 
@@ -343,6 +344,19 @@ func (p *Primary) Tick(nowMs uint64) Output {
 	var out Output
 	p.nowMs = nowMs
 	p.sinceProposal++
+	// Stalled: nothing accepted for a while (say, our certificate broadcast
+	// was lost to a partition and every node waits for the others'). Send
+	// our latest certificate again; a peer that lacks its ancestors fetches
+	// them.
+	if p.sinceAccept++; p.sinceAccept >= p.cfg.RetryTicks {
+		p.sinceAccept = 0
+		for r := p.maxRound; r > p.gcRound; r-- {
+			if c := p.dag[r][p.self]; c != nil {
+				p.broadcast(&out, &narwhal.CertificateMsg{Certificate: *c})
+				break
+			}
+		}
+	}
 	if c := p.cur; c != nil && !c.certified {
 		if c.since++; c.since >= p.cfg.RetryTicks {
 			c.since = 0

@@ -1,0 +1,172 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/replica"
+	"github.com/tezos-dsn/dsn/internal/store"
+)
+
+func storeCertKey(r uint64, a int) []byte { return store.CertificateKey(r, uint16(a)) }
+
+// batch finds a batch in any node's store.
+func (s *Sim) batch(d narwhal.Digest) *narwhal.Batch {
+	for _, n := range s.nodes {
+		if raw, ok := n.st.Get(store.BatchKey(d)); ok {
+			b, err := narwhal.DecodeBatch(raw)
+			if err != nil {
+				panic(err)
+			}
+			return b
+		}
+	}
+	return nil
+}
+
+// check runs every checker and returns the first failure.
+func (s *Sim) check() error {
+	var honest []int
+	for i := range s.nodes {
+		if s.honest(i) {
+			honest = append(honest, i)
+		}
+	}
+	var longest []*replica.CommittedSubDAG
+	for _, i := range honest {
+		n := s.nodes[i]
+		for k, sd := range n.subdags {
+			if sd.Index != uint64(k+1) {
+				return fmt.Errorf("gapless: node %d has sub-DAG %d at position %d", i, sd.Index, k+1)
+			}
+		}
+		if len(n.subdags) > len(longest) {
+			longest = n.subdags
+		}
+	}
+	// Agreement: every honest sequence is a prefix of the longest.
+	for _, i := range honest {
+		for k, sd := range s.nodes[i].subdags {
+			ref := longest[k]
+			if sd.Leader.Digest() != ref.Leader.Digest() || len(sd.Certificates) != len(ref.Certificates) {
+				return fmt.Errorf("agreement: node %d differs at sub-DAG %d", i, k+1)
+			}
+			for j := range sd.Certificates {
+				if sd.Certificates[j].Digest() != ref.Certificates[j].Digest() {
+					return fmt.Errorf("agreement: node %d differs inside sub-DAG %d", i, k+1)
+				}
+			}
+		}
+	}
+	s.stats.Committed = uint64(len(longest))
+	// No certificate twice, causal completeness, no transaction twice.
+	committedIn := map[narwhal.Digest]uint64{}
+	watermark := make([]uint64, len(s.nodes))
+	ordered := map[string]int{}
+	for _, sd := range longest {
+		for _, c := range sd.Certificates {
+			d := c.Digest()
+			if prev, dup := committedIn[d]; dup {
+				return fmt.Errorf("no duplicates: certificate %s in sub-DAGs %d and %d", d.Short(), prev, sd.Index)
+			}
+			committedIn[d] = sd.Index
+		}
+		var horizon uint64
+		if sd.Leader.Round() > s.cfg.GCDepth {
+			horizon = sd.Leader.Round() - s.cfg.GCDepth
+		}
+		for _, c := range sd.Certificates {
+			if c.Round() <= horizon+1 {
+				continue // parents at or below the horizon may be gone
+			}
+			for _, p := range c.Header.Parents {
+				if _, ok := committedIn[p]; ok {
+					continue
+				}
+				pc := s.findCertificate(p)
+				if pc == nil {
+					return fmt.Errorf("causality: parent %s of a committed certificate is unknown", p.Short())
+				}
+				if watermark[pc.Author()] >= pc.Round() {
+					continue // skipped by the watermark rule
+				}
+				return fmt.Errorf("causality: sub-DAG %d commits %d/%d without its parent %d/%d", sd.Index, c.Author(), c.Round(), pc.Author(), pc.Round())
+			}
+		}
+		for _, c := range sd.Certificates {
+			watermark[c.Author()] = max(watermark[c.Author()], c.Round())
+			for _, bd := range c.Header.Payload {
+				b := s.batch(bd)
+				if b == nil {
+					return fmt.Errorf("availability: committed batch %s is stored nowhere", bd.Short())
+				}
+				for _, tx := range b.Transactions {
+					ordered[string(tx)]++
+				}
+			}
+		}
+	}
+	for tx, n := range ordered {
+		if n > 1 {
+			return fmt.Errorf("no duplicates: transaction %q ordered %d times", tx, n)
+		}
+	}
+	s.stats.Ordered = len(ordered)
+	s.stats.Acked = len(s.acked)
+	// No loss: every acknowledged transaction is ordered.
+	for tx := range s.acked {
+		if ordered[tx] == 0 {
+			return fmt.Errorf("no loss: acknowledged transaction %q not ordered", tx)
+		}
+	}
+	// Every honest node caught up with the ordered transactions.
+	for _, i := range honest {
+		if len(s.nodes[i].subdags) < len(longest)*3/4 {
+			return fmt.Errorf("liveness: node %d committed %d sub-DAGs, the most advanced %d", i, len(s.nodes[i].subdags), len(longest))
+		}
+	}
+	// One certificate per author and round, across every store.
+	seen := map[[2]uint64]narwhal.Digest{}
+	for i, n := range s.nodes {
+		var err error
+		n.st.Scan([]byte{store.PrefixCertificate}, store.PrefixEnd([]byte{store.PrefixCertificate}), func(_, v []byte) bool {
+			c, derr := narwhal.DecodeCertificate(v)
+			if derr != nil {
+				err = derr
+				return false
+			}
+			k := [2]uint64{uint64(c.Author()), c.Round()}
+			if d, ok := seen[k]; ok && d != c.Digest() {
+				err = fmt.Errorf("equivocation: two certificates of %d in round %d (node %d)", c.Author(), c.Round(), i)
+				return false
+			}
+			seen[k] = c.Digest()
+			return true
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// Liveness: commits resumed after the last fault healed.
+	if s.stats.CommitsAfterHeal == 0 && len(honest) > 0 {
+		return errors.New("liveness: no commit after the faults healed")
+	}
+	return nil
+}
+
+func (s *Sim) findCertificate(d narwhal.Digest) *narwhal.Certificate {
+	for _, n := range s.nodes {
+		if idx, ok := n.st.Get(store.CertDigestKey(d)); ok && len(idx) == 10 {
+			r := uint64(idx[0])<<56 | uint64(idx[1])<<48 | uint64(idx[2])<<40 | uint64(idx[3])<<32 | uint64(idx[4])<<24 | uint64(idx[5])<<16 | uint64(idx[6])<<8 | uint64(idx[7])
+			a := int(idx[8])<<8 | int(idx[9])
+			if raw, ok := n.st.Get(store.CertificateKey(r, uint16(a))); ok {
+				c, err := narwhal.DecodeCertificate(raw)
+				if err == nil {
+					return c
+				}
+			}
+		}
+	}
+	return nil
+}
