@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,7 +26,20 @@ import (
 var (
 	results  = flag.String("results", "results", "directory for JSON results (empty: none)")
 	stepTime = flag.Duration("step", 5*time.Second, "how long each offered load runs")
+	rates    = flag.String("rates", "100,1000,5000,20000,40000", "offered loads (tx/s) of BenchmarkLatency")
 )
+
+func offered(b *testing.B) []float64 {
+	var out []float64
+	for _, f := range strings.Split(*rates, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || r <= 0 {
+			b.Fatalf("-rates: bad load %q", f)
+		}
+		out = append(out, r)
+	}
+	return out
+}
 
 // cpuTime returns the process's user+system CPU time.
 func cpuTime() time.Duration {
@@ -202,7 +217,7 @@ func BenchmarkLatency(b *testing.B) {
 	for b.Loop() {
 		cl := nodetest.Start(b, 7)
 		var steps []step
-		for _, rate := range []float64{100, 1_000, 5_000, 20_000, 40_000} {
+		for _, rate := range offered(b) {
 			steps = append(steps, run(b, cl, rate, 512, *stepTime))
 		}
 		t := table.NewWriter()

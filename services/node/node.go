@@ -218,8 +218,34 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-// loop is the event loop: the only goroutine touching the replica.
+// commitJob is what one group of events produced, for the committer.
+type commitJob struct {
+	writes   []store.Write
+	messages []narwhal.Envelope
+	acks     []chan error
+	head     uint64 // new last committed index, or 0
+}
+
+// loop is the event loop: the only goroutine touching the replica. It
+// groups ready events, runs them through the replica, and hands each
+// group's output to the committer goroutine, which syncs the writes and
+// only then sends the messages and acknowledges the transactions. The loop
+// goes on with the next group while the previous one syncs (pipelining);
+// the committer keeps the groups in order, so persist-before-send holds.
 func (n *Node) loop(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan commitJob, 8)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		n.commit(jobs, cancel)
+	}()
+	defer func() {
+		close(jobs)
+		<-committed
+	}()
+
 	ticker := time.NewTicker(n.cfg.Tick.Duration)
 	defer ticker.Stop()
 	pending := map[uint64]chan error{}
@@ -230,9 +256,6 @@ func (n *Node) loop(ctx context.Context) error {
 		}
 	}()
 	var out replica.Output
-	if err := n.flush(ctx, n.replica.Start(), pending); err != nil {
-		return err
-	}
 	handle := func(ev any) {
 		switch ev := ev.(type) {
 		case inbound:
@@ -251,13 +274,39 @@ func (n *Node) loop(ctx context.Context) error {
 			out.Append(n.replica.Tick(uint64(ev.UnixMilli())))
 		}
 	}
+	hand := func() error {
+		job := commitJob{writes: out.Writes, messages: out.Messages}
+		for _, t := range out.Acked {
+			if done, ok := pending[t]; ok {
+				job.acks = append(job.acks, done)
+				delete(pending, t)
+			}
+		}
+		if len(out.Committed) > 0 {
+			last := out.Committed[len(out.Committed)-1]
+			job.head = last.Index
+			n.log.Debug("committed", "index", last.Index, "leader_round", last.Leader.Round())
+		}
+		out = replica.Output{}
+		n.updateStatus()
+		select {
+		case jobs <- job:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	out = n.replica.Start()
+	if err := hand(); err != nil {
+		return err
+	}
 	const maxGroup = 512
 	group := make([]any, 0, maxGroup)
 	for {
 		group = group[:0]
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		case in := <-n.transport.in:
 			group = append(group, in)
 		case s := <-n.submits:
@@ -281,66 +330,51 @@ func (n *Node) loop(ctx context.Context) error {
 			handle(ev)
 		}
 		n.metrics.loopBatch.Observe(float64(len(group)))
-		if err := n.flush(ctx, out, pending); err != nil {
+		if err := hand(); err != nil {
 			return err
 		}
-		out = replica.Output{}
 	}
 }
 
-// preVerify checks the signatures of all certificates in a group of events
-// with one multi-pairing; the verifier's cache then answers the replica's
-// one-by-one checks. A failure is ignored here: the replica finds and
-// rejects the bad certificate itself.
-func (n *Node) preVerify(group []any) {
-	var certs []*narwhal.Certificate
-	for _, ev := range group {
-		in, ok := ev.(inbound)
-		if !ok {
+// commit carries out the groups in order: sync the writes, then send, then
+// acknowledge and publish. A store failure stops the node (through cancel);
+// the transactions of the groups it could not persist are not acknowledged.
+func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
+	var failed error
+	for job := range jobs {
+		if failed == nil && len(job.writes) > 0 {
+			start := time.Now()
+			if err := n.store.Apply(job.writes); err != nil {
+				failed = fmt.Errorf("fatal: %w", err)
+				cancel(failed)
+			}
+			n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+		}
+		if failed != nil {
+			for _, done := range job.acks {
+				done <- ErrStopped
+			}
 			continue
 		}
-		switch m := in.msg.(type) {
-		case *narwhal.CertificateMsg:
-			certs = append(certs, &m.Certificate)
-		case *narwhal.CertificateResponseMsg:
-			for i := range m.Certificates {
-				certs = append(certs, &m.Certificates[i])
-			}
+		for _, e := range job.messages {
+			n.transport.send(e.To, e.Msg)
 		}
-	}
-	if len(certs) > 1 {
-		_ = n.verifier.CheckCertificates(certs)
+		for _, done := range job.acks {
+			done <- nil
+			n.metrics.acked.Inc()
+		}
+		if job.head > 0 {
+			n.headMu.Lock()
+			n.head = job.head
+			close(n.headCh)
+			n.headCh = make(chan struct{})
+			n.headMu.Unlock()
+		}
 	}
 }
 
-// flush carries out an output: sync writes, then send, ack and publish.
-func (n *Node) flush(ctx context.Context, out replica.Output, pending map[uint64]chan error) error {
-	if len(out.Writes) > 0 {
-		start := time.Now()
-		if err := n.store.Apply(out.Writes); err != nil {
-			return fmt.Errorf("fatal: %w", err)
-		}
-		n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
-	}
-	for _, e := range out.Messages {
-		n.transport.send(e.To, e.Msg)
-	}
-	for _, t := range out.Acked {
-		if done, ok := pending[t]; ok {
-			done <- nil
-			delete(pending, t)
-			n.metrics.acked.Inc()
-		}
-	}
-	if len(out.Committed) > 0 {
-		last := out.Committed[len(out.Committed)-1]
-		n.headMu.Lock()
-		n.head = last.Index
-		close(n.headCh)
-		n.headCh = make(chan struct{})
-		n.headMu.Unlock()
-		n.log.Debug("committed", "index", last.Index, "leader_round", last.Leader.Round())
-	}
+// updateStatus publishes the replica's status to tests and metrics.
+func (n *Node) updateStatus() {
 	s := n.replica.Status()
 	n.statusMu.Lock()
 	n.status = s
@@ -355,7 +389,6 @@ func (n *Node) flush(ctx context.Context, out replica.Output, pending map[uint64
 	n.metrics.inflight.Set(float64(s.InFlight))
 	n.metrics.batchesSealed.Set(float64(s.BatchesSealed))
 	n.metrics.batchesFromPeers.Set(float64(s.BatchesFromPeers))
-	return nil
 }
 
 // Head returns the last committed index and a channel closed at the next commit.
@@ -415,4 +448,29 @@ func (n *Node) Status() replica.Status {
 	n.statusMu.Lock()
 	defer n.statusMu.Unlock()
 	return n.status
+}
+
+// preVerify checks the signatures of all certificates in a group of events
+// with one multi-pairing; the verifier's cache then answers the replica's
+// one-by-one checks. A failure is ignored here: the replica finds and
+// rejects the bad certificate itself.
+func (n *Node) preVerify(group []any) {
+	var certs []*narwhal.Certificate
+	for _, ev := range group {
+		in, ok := ev.(inbound)
+		if !ok {
+			continue
+		}
+		switch m := in.msg.(type) {
+		case *narwhal.CertificateMsg:
+			certs = append(certs, &m.Certificate)
+		case *narwhal.CertificateResponseMsg:
+			for i := range m.Certificates {
+				certs = append(certs, &m.Certificates[i])
+			}
+		}
+	}
+	if len(certs) > 1 {
+		_ = n.verifier.CheckCertificates(certs)
+	}
 }

@@ -21,7 +21,16 @@ type pebbleStore struct {
 }
 
 func openStore(dir string) (*pebbleStore, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	// NB: batches dominate the writes (every node stores every batch). A
+	// larger memtable and a higher L0 stop threshold keep compactions from
+	// stalling the event loop's synced writes under load.
+	db, err := pebble.Open(dir, &pebble.Options{
+		Logger:                      quietLogger{},
+		MemTableSize:                64 << 20,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       64,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
