@@ -218,6 +218,11 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
+// maxBatchesInFlight bounds own batches waiting for a quorum of
+// acknowledgements before the node stops taking transactions (the PoC's
+// MAX_PARALLEL_BATCH).
+const maxBatchesInFlight = 100
+
 // commitJob is what one group of events produced, for the committer.
 type commitJob struct {
 	writes   []store.Write
@@ -304,12 +309,18 @@ func (n *Node) loop(ctx context.Context) error {
 	group := make([]any, 0, maxGroup)
 	for {
 		group = group[:0]
+		// Admission control: while too many own batches wait for their
+		// quorum, take no new transactions (clients wait; nothing is lost).
+		submits := n.submits
+		if n.replica.Status().BatchesInFlight >= maxBatchesInFlight {
+			submits = nil
+		}
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case in := <-n.transport.in:
 			group = append(group, in)
-		case s := <-n.submits:
+		case s := <-submits:
 			group = append(group, s)
 		case now := <-ticker.C:
 			group = append(group, now)
@@ -319,7 +330,7 @@ func (n *Node) loop(ctx context.Context) error {
 			select {
 			case in := <-n.transport.in:
 				group = append(group, in)
-			case s := <-n.submits:
+			case s := <-submits:
 				group = append(group, s)
 			default:
 				break drain

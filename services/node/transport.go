@@ -53,11 +53,25 @@ type transport struct {
 	wg     sync.WaitGroup
 }
 
+// peerLink is the outgoing side of one peer. Consensus messages (headers,
+// votes, certificates, requests) have a queue of their own that the sender
+// drains first, so that a backlog of batches never delays — or, when the
+// data queue overflows, drops — the messages that advance rounds.
 type peerLink struct {
-	id    narwhal.AuthorityID
-	addr  string
-	key   ed25519.PublicKey
-	queue chan queued
+	id      narwhal.AuthorityID
+	addr    string
+	key     ed25519.PublicKey
+	control chan queued
+	data    chan queued
+}
+
+// isData reports whether a message carries batches (bulk data).
+func isData(m narwhal.Message) bool {
+	switch m.(type) {
+	case *narwhal.BatchMsg, *narwhal.BatchResponseMsg:
+		return true
+	}
+	return false
 }
 
 type queued struct {
@@ -82,8 +96,9 @@ func newTransport(self narwhal.AuthorityID, c *narwhal.Committee, netKey ed25519
 		}
 		t.peers = append(t.peers, &peerLink{
 			id: narwhal.AuthorityID(i), addr: c.Authorities[i].Address,
-			key:   ed25519.PublicKey(c.Authorities[i].NetworkKey[:]),
-			queue: make(chan queued, outboxSize),
+			key:     ed25519.PublicKey(c.Authorities[i].NetworkKey[:]),
+			control: make(chan queued, outboxSize),
+			data:    make(chan queued, outboxSize),
 		})
 	}
 	return t, nil
@@ -128,8 +143,12 @@ func (t *transport) wait() { t.wg.Wait() }
 // send queues a message for a peer without blocking.
 func (t *transport) send(to narwhal.AuthorityID, m narwhal.Message) {
 	p := t.peers[to]
+	q := p.control
+	if isData(m) {
+		q = p.data
+	}
 	select {
-	case p.queue <- queued{msg: m, at: time.Now()}:
+	case q <- queued{msg: m, at: time.Now()}:
 	default:
 		t.metrics.dropped.WithLabelValues(t.committee.Authorities[to].Name).Inc()
 	}
@@ -170,9 +189,14 @@ func (t *transport) stream(ctx context.Context, p *peerLink) error {
 	for {
 		var q queued
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case q = <-p.queue:
+		case q = <-p.control:
+		default:
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case q = <-p.control:
+			case q = <-p.data:
+			}
 		}
 		if t.shaping.Loss > 0 && rand.Float64() < t.shaping.Loss {
 			continue
