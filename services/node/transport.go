@@ -26,6 +26,10 @@ import (
 // maxFrame bounds one node-to-node message.
 const maxFrame = 64 << 20
 
+// windowSize is the HTTP/2 flow-control window of peer streams: batches of
+// hundreds of KB must not wait for a window update every 64 KB.
+const windowSize = 16 << 20
+
 // outboxSize bounds each peer's queue; when it is full new messages are
 // dropped and counted (the protocol retries what matters).
 const outboxSize = 16 << 10
@@ -114,6 +118,8 @@ func (t *transport) serve(ctx context.Context, lis net.Listener) {
 	t.server = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(mtls.ServerConfig(t.cert, allowed))),
 		grpc.MaxRecvMsgSize(maxFrame),
+		grpc.InitialWindowSize(windowSize),
+		grpc.InitialConnWindowSize(windowSize),
 	)
 	dsnv1.RegisterPeerServer(t.server, &peerServer{t: t})
 	t.wg.Add(1)
@@ -175,7 +181,9 @@ func (t *transport) runLink(ctx context.Context, p *peerLink) {
 func (t *transport) stream(ctx context.Context, p *peerLink) error {
 	conn, err := grpc.NewClient(p.addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(mtls.ClientConfig(t.cert, p.key))),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxFrame)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxFrame)),
+		grpc.WithInitialWindowSize(windowSize),
+		grpc.WithInitialConnWindowSize(windowSize))
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", p.addr, err)
 	}
