@@ -1,0 +1,233 @@
+package pvm
+
+import (
+	"errors"
+	"sort"
+	"strings"
+
+	"golang.org/x/crypto/blake2b"
+)
+
+// Durable-storage limits (reference §1.3–1.4).
+const (
+	MaxPathLength  = 240
+	MaxStoreIOSize = 2048
+	MaxValueSize   = 1<<31 - 1
+)
+
+// Host error codes returned to the kernel.
+const (
+	ErrCodeKeyTooLarge         = -1
+	ErrCodeInvalidKey          = -2
+	ErrCodeNotAValue           = -3
+	ErrCodeInvalidAccess       = -4
+	ErrCodeValueSizeExceeded   = -5
+	ErrCodeMemoryInvalidAccess = -6
+	ErrCodeInputOutputTooLarge = -7
+	ErrCodeGenericInvalid      = -8
+	ErrCodeReadonly            = -9
+	ErrCodeNotANode            = -10
+	ErrCodeFullOutbox          = -11
+	ErrCodeInvalidSubkeyIndex  = -12
+	ErrCodeValueAlreadyExists  = -13
+)
+
+// node is one path of the durable tree: it may hold a value and children.
+type node struct {
+	value    []byte
+	hasValue bool
+	children map[string]*node
+}
+
+func (n *node) empty() bool { return !n.hasValue && len(n.children) == 0 }
+
+func (n *node) clone() *node {
+	c := &node{value: append([]byte(nil), n.value...), hasValue: n.hasValue}
+	if len(n.children) > 0 {
+		c.children = make(map[string]*node, len(n.children))
+		for k, v := range n.children {
+			c.children[k] = v.clone()
+		}
+	}
+	return c
+}
+
+// sortedKeys returns the children's names in byte order.
+func (n *node) sortedKeys() []string {
+	keys := make([]string, 0, len(n.children))
+	for k := range n.children {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// hash is a Merkle hash of the subtree: BLAKE2b-256 over the value and the
+// children's names and hashes, in name order.
+func (n *node) hash() [32]byte {
+	h, _ := blake2b.New256(nil)
+	if n.hasValue {
+		h.Write([]byte{1})
+		h.Write(lenBytes(len(n.value)))
+		h.Write(n.value)
+	} else {
+		h.Write([]byte{0})
+	}
+	for _, k := range n.sortedKeys() {
+		ch := n.children[k].hash()
+		h.Write(lenBytes(len(k)))
+		h.Write([]byte(k))
+		h.Write(ch[:])
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func lenBytes(n int) []byte { return []byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)} }
+
+// Durable is the kernel's durable storage: a tree of paths, each of which
+// may hold a value and children. The PVM writes /readonly; kernels cannot.
+type Durable struct {
+	root *node
+}
+
+// NewDurable returns an empty store.
+func NewDurable() *Durable { return &Durable{root: &node{}} }
+
+// Clone returns a deep copy (a snapshot to roll back to).
+func (d *Durable) Clone() *Durable { return &Durable{root: d.root.clone()} }
+
+// Hash returns the state hash.
+func (d *Durable) Hash() [32]byte { return d.root.hash() }
+
+var errBadPath = errors.New("pvm: invalid durable path")
+
+// splitPath checks a path ("/a/b", 1..240 bytes, segments of [A-Za-z0-9._-])
+// and returns its segments; "" is the root (readable, never writable).
+func splitPath(p string) ([]string, int32) {
+	if len(p) > MaxPathLength {
+		return nil, ErrCodeKeyTooLarge
+	}
+	if p == "" {
+		return nil, 0
+	}
+	if p[0] != '/' {
+		return nil, ErrCodeInvalidKey
+	}
+	segs := strings.Split(p[1:], "/")
+	for _, s := range segs {
+		if s == "" {
+			return nil, ErrCodeInvalidKey
+		}
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+				return nil, ErrCodeInvalidKey
+			}
+		}
+	}
+	return segs, 0
+}
+
+func readonly(segs []string) bool { return len(segs) == 0 || segs[0] == "readonly" }
+
+// find returns the node at segs, or nil.
+func (d *Durable) find(segs []string) *node {
+	n := d.root
+	for _, s := range segs {
+		if n = n.children[s]; n == nil {
+			return nil
+		}
+	}
+	return n
+}
+
+// make returns the node at segs, creating the path.
+func (d *Durable) make(segs []string) *node {
+	n := d.root
+	for _, s := range segs {
+		if n.children == nil {
+			n.children = map[string]*node{}
+		}
+		c := n.children[s]
+		if c == nil {
+			c = &node{}
+			n.children[s] = c
+		}
+		n = c
+	}
+	return n
+}
+
+// prune removes empty nodes along segs.
+func (d *Durable) prune(segs []string) {
+	for i := len(segs); i > 0; i-- {
+		parent := d.find(segs[:i-1])
+		if c := parent.children[segs[i-1]]; c != nil && c.empty() {
+			delete(parent.children, segs[i-1])
+		} else {
+			return
+		}
+	}
+}
+
+// Get returns the value at path (for the host and tools).
+func (d *Durable) Get(path string) ([]byte, bool) {
+	segs, code := splitPath(path)
+	if code != 0 {
+		return nil, false
+	}
+	n := d.find(segs)
+	if n == nil || !n.hasValue {
+		return nil, false
+	}
+	return n.value, true
+}
+
+// Set writes a whole value, bypassing the read-only rule (the PVM's own writes).
+func (d *Durable) Set(path string, v []byte) error {
+	segs, code := splitPath(path)
+	if code != 0 || len(segs) == 0 {
+		return errBadPath
+	}
+	n := d.make(segs)
+	n.value, n.hasValue = append([]byte(nil), v...), true
+	return nil
+}
+
+// Delete removes a path and its subtree, bypassing the read-only rule.
+func (d *Durable) Delete(path string) {
+	segs, code := splitPath(path)
+	if code != 0 || len(segs) == 0 {
+		return
+	}
+	if parent := d.find(segs[:len(segs)-1]); parent != nil {
+		delete(parent.children, segs[len(segs)-1])
+		d.prune(segs[:len(segs)-1])
+	}
+}
+
+// Walk calls fn for every value under path, in path order.
+func (d *Durable) Walk(path string, fn func(path string, value []byte)) {
+	segs, code := splitPath(path)
+	if code != 0 {
+		return
+	}
+	n := d.find(segs)
+	if n == nil {
+		return
+	}
+	var walk func(p string, n *node)
+	walk = func(p string, n *node) {
+		if n.hasValue {
+			fn(p, n.value)
+		}
+		for _, k := range n.sortedKeys() {
+			walk(p+"/"+k, n.children[k])
+		}
+	}
+	walk(path, n)
+}
+
+func sortStrings(s []string) { sort.Strings(s) }

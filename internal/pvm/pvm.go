@@ -1,0 +1,216 @@
+// Package pvm is a WebAssembly PVM host for Tezos smart-rollup kernels,
+// faithful to the octez WASM PVM's ABI: the smart_rollup_core host
+// functions with their exact signatures, limits and error codes; durable
+// storage with /readonly protected; per level an inbox of StartOfLevel,
+// InfoPerLevel, the level's messages and EndOfLevel; the kernel
+// re-instantiated from /kernel/boot.wasm on every kernel_run; reboots via
+// /kernel/env/reboot (at most 1000 per level); unread inputs dropped when
+// the kernel yields; a static validator that rejects every module the real
+// PVM rejects. The rollup node (and `dsn kernel run`) drive it level by
+// level. It runs on wazero restricted to WebAssembly MVP + sign extension.
+//
+// A trap, an invalid module or a kernel_run over its time budget is recorded
+// in /readonly/kernel/env/stuck; the host itself never fails because of a
+// kernel.
+package pvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"golang.org/x/crypto/blake2b"
+)
+
+// Well-known durable paths.
+const (
+	PathBoot          = "/kernel/boot.wasm"
+	PathBootFallback  = "/readonly/kernel/boot.wasm"
+	PathReboot        = "/kernel/env/reboot"
+	PathRebootCounter = "/readonly/kernel/env/reboot_counter"
+	PathTooManyReboot = "/readonly/kernel/env/too_many_reboot"
+	PathStuck         = "/readonly/kernel/env/stuck"
+	PathUpgradeError  = "/readonly/kernel/env/upgrade_error"
+	PathWasmVersion   = "/readonly/wasm_version"
+)
+
+// WasmVersion is what /readonly/wasm_version holds.
+const WasmVersion = "2.0.0-r5"
+
+// Config configures a PVM.
+type Config struct {
+	Rollup           [20]byte      // the rollup's address (raw sr1 payload), for reveal_metadata
+	OriginationLevel uint32        // for reveal_metadata
+	PreimagesDir     string        // reveal_preimage files, named by the hex of the 33-byte hash
+	RunTimeout       time.Duration // budget of one kernel_run (the PVM's tick limit stands in for it)
+	MaxMemoryPages   uint32        // linear memory limit, in 64 KiB pages
+	MaxDebugBytes    int           // write_debug output kept per level
+}
+
+// DefaultConfig returns a configuration for tests and tools.
+func DefaultConfig() Config {
+	return Config{RunTimeout: 10 * time.Second, MaxMemoryPages: 4096, MaxDebugBytes: 1 << 20}
+}
+
+// PVM runs one rollup's kernel over its durable storage.
+type PVM struct {
+	cfg     Config
+	rt      wazero.Runtime
+	durable *Durable
+	run     *runState
+	cache   map[[32]byte]wazero.CompiledModule
+}
+
+// New creates a PVM over durable (a fresh one when nil).
+func New(ctx context.Context, cfg Config, durable *Durable) (*PVM, error) {
+	if durable == nil {
+		durable = NewDurable()
+	}
+	rc := wazero.NewRuntimeConfig().
+		WithCoreFeatures(api.CoreFeaturesV1 | api.CoreFeatureSignExtensionOps).
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(cfg.MaxMemoryPages)
+	p := &PVM{cfg: cfg, rt: wazero.NewRuntimeWithConfig(ctx, rc), durable: durable,
+		cache: map[[32]byte]wazero.CompiledModule{}, run: &runState{durable: durable}}
+	if err := p.instantiateHost(ctx); err != nil {
+		p.rt.Close(ctx)
+		return nil, fmt.Errorf("pvm host: %w", err)
+	}
+	if err := durable.Set(PathWasmVersion, []byte(WasmVersion)); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Close frees the runtime.
+func (p *PVM) Close(ctx context.Context) error { return p.rt.Close(ctx) }
+
+// Durable returns the storage.
+func (p *PVM) Durable() *Durable { return p.durable }
+
+// InstallKernel writes a kernel to /kernel/boot.wasm (as origination or a
+// setup step would); it is checked when it first runs.
+func (p *PVM) InstallKernel(wasm []byte) error { return p.durable.Set(PathBoot, wasm) }
+
+// LevelResult is what one level produced.
+type LevelResult struct {
+	Level     uint32
+	Outbox    [][]byte
+	Debug     string
+	Runs      int    // kernel_run calls (1 + reboots)
+	Read      int    // inputs the kernel read
+	Dropped   int    // inputs left unread when it yielded
+	Stuck     string // why a run failed (empty if none)
+	StateHash [32]byte
+}
+
+// RunLevel feeds one L1 level to the kernel: StartOfLevel, InfoPerLevel,
+// the messages (already encoded, see External and Transfer), EndOfLevel.
+// It returns an error only if the host itself fails.
+func (p *PVM) RunLevel(ctx context.Context, level uint32, timestamp int64, predecessor [32]byte, msgs [][]byte) (*LevelResult, error) {
+	all := append([][]byte{StartOfLevel(), InfoPerLevel(timestamp, predecessor)}, msgs...)
+	all = append(all, EndOfLevel())
+	st := &runState{durable: p.durable}
+	for i, m := range all {
+		st.inputs = append(st.inputs, input{level: level, id: uint32(i), bytes: m})
+	}
+	p.run = st
+	res := &LevelResult{Level: level}
+	p.durable.Delete(PathTooManyReboot)
+	for reboots := 0; ; reboots++ {
+		p.durable.Set(PathRebootCounter, le32(uint32(MaxReboots-reboots)))
+		res.Runs++
+		if err := p.kernelRun(ctx); err != nil {
+			res.Stuck = err.Error()
+			p.durable.Set(PathStuck, []byte(res.Stuck))
+			break
+		}
+		p.durable.Delete(PathStuck)
+		if _, again := p.durable.Get(PathReboot); !again {
+			break
+		}
+		p.durable.Delete(PathReboot)
+		if reboots+1 >= MaxReboots {
+			p.durable.Set(PathTooManyReboot, []byte{1})
+			break
+		}
+	}
+	res.Read = st.next
+	res.Dropped = len(st.inputs) - st.next
+	res.Outbox = st.outbox
+	res.Debug = string(st.debug)
+	res.StateHash = p.durable.Hash()
+	return res, nil
+}
+
+func le32(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)} }
+
+var errNoKernel = errors.New("pvm: no kernel at " + PathBoot)
+
+// kernelRun instantiates the boot kernel afresh and calls kernel_run. A
+// kernel that does not validate or link falls back to the last good one.
+func (p *PVM) kernelRun(ctx context.Context) error {
+	mod, err := p.loadKernel(ctx, PathBoot)
+	if err != nil {
+		p.durable.Set(PathUpgradeError, []byte(err.Error()))
+		fallback, ferr := p.loadKernel(ctx, PathBootFallback)
+		if ferr != nil {
+			return fmt.Errorf("kernel: %w (no usable fallback: %v)", err, ferr)
+		}
+		boot, _ := p.durable.Get(PathBootFallback)
+		p.durable.Set(PathBoot, boot)
+		mod = fallback
+	} else {
+		boot, _ := p.durable.Get(PathBoot)
+		if old, ok := p.durable.Get(PathBootFallback); !ok || string(old) != string(boot) {
+			p.durable.Set(PathBootFallback, boot)
+		}
+	}
+	rctx := ctx
+	if p.cfg.RunTimeout > 0 {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, p.cfg.RunTimeout)
+		defer cancel()
+	}
+	inst, err := p.rt.InstantiateModule(rctx, mod, moduleConfig())
+	if err != nil {
+		return fmt.Errorf("instantiate: %w", err)
+	}
+	defer inst.Close(ctx)
+	if _, err := inst.ExportedFunction(EntryPoint).Call(rctx); err != nil {
+		if rctx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("kernel_run exceeded its budget of %s", p.cfg.RunTimeout)
+		}
+		return fmt.Errorf("kernel_run trapped: %w", err)
+	}
+	return nil
+}
+
+// loadKernel validates and compiles the kernel at path, caching by hash.
+func (p *PVM) loadKernel(ctx context.Context, path string) (wazero.CompiledModule, error) {
+	wasm, ok := p.durable.Get(path)
+	if !ok {
+		return nil, errNoKernel
+	}
+	h := blake2b.Sum256(wasm)
+	if m, ok := p.cache[h]; ok {
+		return m, nil
+	}
+	if err := Validate(wasm); err != nil {
+		return nil, err
+	}
+	m, err := p.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	p.cache[h] = m
+	return m, nil
+}
+
+// moduleConfig instantiates kernels anonymously, without calling a _start.
+func moduleConfig() wazero.ModuleConfig {
+	return wazero.NewModuleConfig().WithName("").WithStartFunctions()
+}

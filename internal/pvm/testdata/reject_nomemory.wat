@@ -1,0 +1,3 @@
+(module
+  (memory 1)
+  (func (export "kernel_run")))
