@@ -34,6 +34,7 @@ func commands() []command {
 		committeeNewCommand(),
 		listenCommand(),
 		spamCommand(),
+		kernelRunCommand(),
 	}
 }
 

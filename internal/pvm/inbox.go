@@ -26,14 +26,50 @@ func InfoPerLevel(timestamp int64, predecessor [32]byte) []byte {
 // External wraps an external message payload.
 func External(payload []byte) []byte { return append([]byte{0x01}, payload...) }
 
-// Transfer is an internal transfer to the rollup of a Micheline `bytes`
-// payload from sender (KT1, 20 bytes) and source (21-byte pkh) to
-// destination (sr1, 20 bytes).
-func Transfer(payload []byte, sender [20]byte, source [21]byte, destination [20]byte) []byte {
-	b := []byte{0x00, 0x00, 0x0a}
-	b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))
-	b = append(b, payload...)
+// Transfer is an internal transfer to the rollup of a Micheline payload
+// (binary, see MichelineBytes) from sender (KT1, 20 bytes) and source
+// (21-byte pkh) to destination (sr1, 20 bytes).
+func Transfer(micheline []byte, sender [20]byte, source [21]byte, destination [20]byte) []byte {
+	b := append([]byte{0x00, 0x00}, micheline...)
 	b = append(b, sender[:]...)
 	b = append(b, source[:]...)
 	return append(b, destination[:]...)
+}
+
+// MichelineBytes is the binary Micheline form of a bytes literal.
+func MichelineBytes(v []byte) []byte {
+	return append(binary.BigEndian.AppendUint32([]byte{0x0a}, uint32(len(v))), v...)
+}
+
+// MichelineString is the binary Micheline form of a string literal.
+func MichelineString(v string) []byte {
+	return append(binary.BigEndian.AppendUint32([]byte{0x01}, uint32(len(v))), v...)
+}
+
+// MichelineInt is the binary Micheline form of an integer (zarith).
+func MichelineInt(v int64) []byte {
+	out := []byte{0x00}
+	neg := v < 0
+	u := uint64(v)
+	if neg {
+		u = uint64(-v)
+	}
+	first := byte(u & 0x3f)
+	if neg {
+		first |= 0x40
+	}
+	u >>= 6
+	if u > 0 {
+		first |= 0x80
+	}
+	out = append(out, first)
+	for u > 0 {
+		c := byte(u & 0x7f)
+		u >>= 7
+		if u > 0 {
+			c |= 0x80
+		}
+		out = append(out, c)
+	}
+	return out
 }
