@@ -35,6 +35,9 @@ func commands() []command {
 		listenCommand(),
 		spamCommand(),
 		kernelRunCommand(),
+		kernelBuildCommand(),
+		kernelLinkCommand(),
+		kernelInspectCommand(),
 	}
 }
 

@@ -1,0 +1,50 @@
+package wasmlink
+
+import (
+	"context"
+	mrand "math/rand"
+	"testing"
+
+	"github.com/tezos-dsn/dsn/internal/crypto"
+	"github.com/tezos-dsn/dsn/internal/pvm"
+)
+
+// BenchmarkKernelRun reports the cost of one level (one kernel_run, i.e.
+// a fresh instance with Go runtime start-up) for the echo kernel, and for
+// the BLS kernel with 0 and 1 signature, side by side.
+func BenchmarkKernelRun(b *testing.B) {
+	ctx := context.Background()
+	bls, err := Build(ctx, "../..", "./kernel/examples/blsverify")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sk, _ := crypto.GenerateBLSKey(mrand.New(mrand.NewSource(1)))
+	pk, msg := sk.PublicKey(), []byte("m")
+	sig := sk.Sign(msg)
+	signed := pvm.External(append(append(append([]byte{}, pk[:]...), sig[:]...), msg...))
+	for _, tc := range []struct {
+		name   string
+		kernel []byte
+		msgs   [][]byte
+	}{
+		{"echo", echoKernel(b), [][]byte{pvm.External([]byte("x"))}},
+		{"bls-0-verifications", bls, nil},
+		{"bls-1-verification", bls, [][]byte{signed}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			p, _ := pvm.New(ctx, pvm.DefaultConfig(), nil)
+			defer p.Close(ctx)
+			p.InstallKernel(tc.kernel)
+			p.RunLevel(ctx, 0, 0, [32]byte{}, nil) // compile once
+			lvl := uint32(1)
+			for b.Loop() {
+				res, err := p.RunLevel(ctx, lvl, 0, [32]byte{}, tc.msgs)
+				if err != nil || res.Stuck != "" {
+					b.Fatal(err, res.Stuck)
+				}
+				lvl++
+			}
+			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/level")
+		})
+	}
+}

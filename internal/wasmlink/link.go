@@ -1,0 +1,304 @@
+package wasmlink
+
+import (
+	"fmt"
+)
+
+const (
+	tI32 = 0x7f
+	tI64 = 0x7e
+)
+
+const (
+	wasiModule = "wasi_snapshot_preview1"
+	hostModule = "smart_rollup_core"
+)
+
+// Link rewrites a Go wasip1 c-shared module into a PVM kernel.
+func Link(wasm []byte) ([]byte, error) {
+	secs, err := parseSections(wasm)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		types    []funcType
+		imports  []imp
+		funcs    []uint32 // type index of each defined function
+		exports  []export
+		bodies   [][]byte
+		globals  []byte // raw global section body, without count
+		nGlobals uint64
+		start    = int64(-1)
+		elems    []byte
+		others   = map[byte][]byte{}
+	)
+	for _, s := range secs {
+		r := &rd{b: s.body}
+		switch s.id {
+		case 0: // custom: dropped
+		case 1:
+			for n := r.uleb(); n > 0 && r.err == nil; n-- {
+				if r.u8() != 0x60 {
+					r.fail("type form")
+				}
+				var ft funcType
+				ft.params = append(ft.params, r.take(r.uleb())...)
+				ft.results = append(ft.results, r.take(r.uleb())...)
+				types = append(types, ft)
+			}
+		case 2:
+			for n := r.uleb(); n > 0 && r.err == nil; n-- {
+				im := imp{module: r.name(), name: r.name(), kind: r.u8()}
+				if im.kind != 0 {
+					r.fail("import %s.%s is not a function", im.module, im.name)
+				}
+				im.typeIdx = uint32(r.uleb())
+				imports = append(imports, im)
+			}
+		case 3:
+			for n := r.uleb(); n > 0 && r.err == nil; n-- {
+				funcs = append(funcs, uint32(r.uleb()))
+			}
+		case 6:
+			nGlobals = r.uleb()
+			globals = r.b[r.off:]
+		case 7:
+			for n := r.uleb(); n > 0 && r.err == nil; n-- {
+				exports = append(exports, export{name: r.name(), kind: r.u8(), idx: uint32(r.uleb())})
+			}
+		case 8:
+			start = int64(r.uleb())
+		case 9:
+			elems = s.body
+		case 10:
+			for n := r.uleb(); n > 0 && r.err == nil; n-- {
+				bodies = append(bodies, r.take(r.uleb()))
+			}
+		case 12: // data count: only needed by bulk memory, which we lower
+		case 4, 5, 11:
+			others[s.id] = s.body
+		default:
+			return nil, fmt.Errorf("%w: section %d", ErrUnsupported, s.id)
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("section %d: %w", s.id, r.err)
+		}
+	}
+	if len(bodies) != len(funcs) {
+		return nil, fmt.Errorf("%w: %d bodies for %d functions", ErrUnsupported, len(bodies), len(funcs))
+	}
+	typeOf := func(params, results []byte) uint32 {
+		for i, t := range types {
+			if string(t.params) == string(params) && string(t.results) == string(results) {
+				return uint32(i)
+			}
+		}
+		types = append(types, funcType{params: params, results: results})
+		return uint32(len(types) - 1)
+	}
+
+	// New function index space: kept host imports, the old defined
+	// functions, WASI replacements, helpers, the kernel_run wrapper.
+	var kept []imp
+	var wasi []imp
+	oldToNew := make([]uint32, len(imports)+len(funcs))
+	for _, im := range imports {
+		switch im.module {
+		case hostModule:
+			kept = append(kept, im)
+		case wasiModule:
+			wasi = append(wasi, im)
+		default:
+			return nil, fmt.Errorf("%w: import from %q", ErrUnsupported, im.module)
+		}
+	}
+	debugIdx := -1
+	for i, im := range kept {
+		if im.name == "write_debug" {
+			debugIdx = i
+		}
+	}
+	if debugIdx < 0 {
+		kept = append(kept, imp{module: hostModule, name: "write_debug", typeIdx: typeOf([]byte{tI32, tI32}, nil)})
+		debugIdx = len(kept) - 1
+	}
+	K := uint32(len(kept))
+	nd := uint32(len(funcs))
+	wasiBase := K + nd
+	helperBase := wasiBase + uint32(len(wasi))
+	memmoveIdx, memfillIdx := helperBase, helperBase+1
+	wrapperIdx := helperBase + 2
+	ki, wi := uint32(0), uint32(0)
+	for i, im := range imports {
+		if im.module == hostModule {
+			for j := range kept {
+				if kept[j].name == im.name && kept[j].module == im.module {
+					oldToNew[i] = uint32(j)
+				}
+			}
+			ki++
+		} else {
+			oldToNew[i] = wasiBase + wi
+			wi++
+		}
+	}
+	for j := range funcs {
+		oldToNew[len(imports)+j] = K + uint32(j)
+	}
+	mapFunc := func(old uint64) (uint32, error) {
+		if old >= uint64(len(oldToNew)) {
+			return 0, fmt.Errorf("%w: function index %d out of range", ErrUnsupported, old)
+		}
+		return oldToNew[old], nil
+	}
+
+	// A mutable i64 global holds the deterministic clock.
+	clockGlobal := uint32(nGlobals)
+	globals = append(append([]byte{}, globals...), tI64, 1, 0x42, 0, 0x0b)
+	nGlobals++
+
+	// Rewrite the old bodies.
+	var newBodies [][]byte
+	for i, b := range bodies {
+		nb, err := rewriteBody(b, mapFunc, memmoveIdx, memfillIdx)
+		if err != nil {
+			return nil, fmt.Errorf("function %d: %w", i, err)
+		}
+		newBodies = append(newBodies, nb)
+	}
+	var newFuncs []uint32
+	newFuncs = append(newFuncs, funcs...)
+	for _, im := range wasi {
+		ft := types[im.typeIdx]
+		newFuncs = append(newFuncs, im.typeIdx)
+		newBodies = append(newBodies, wasiBody(im.name, ft, uint32(debugIdx), memfillIdx, clockGlobal))
+	}
+	tri := typeOf([]byte{tI32, tI32, tI32}, nil)
+	newFuncs = append(newFuncs, tri, tri)
+	newBodies = append(newBodies, memmoveBody(), memfillBody())
+
+	// kernel_run wrapper: _initialize first (memory is fresh on every run).
+	var initIdx, runIdx int64 = -1, -1
+	var memExport *export
+	for i := range exports {
+		e := &exports[i]
+		switch {
+		case e.kind == 0 && e.name == "_initialize":
+			initIdx = int64(e.idx)
+		case e.kind == 0 && e.name == "kernel_run":
+			runIdx = int64(e.idx)
+		case e.kind == 2 && e.idx == 0:
+			memExport = e
+		}
+	}
+	if runIdx < 0 {
+		return nil, fmt.Errorf("%w: no kernel_run export (add //go:wasmexport kernel_run)", ErrUnsupported)
+	}
+	if memExport == nil {
+		return nil, fmt.Errorf("%w: memory 0 not exported", ErrUnsupported)
+	}
+	wrapper := []byte{0}
+	if initIdx >= 0 {
+		ni, _ := mapFunc(uint64(initIdx))
+		wrapper = uleb(append(wrapper, 0x10), uint64(ni))
+	}
+	nr, err := mapFunc(uint64(runIdx))
+	if err != nil {
+		return nil, err
+	}
+	wrapper = append(uleb(append(wrapper, 0x10), uint64(nr)), 0x0b)
+	newFuncs = append(newFuncs, typeOf(nil, nil))
+	newBodies = append(newBodies, wrapper)
+
+	// Element segments: remap function indices.
+	if elems != nil {
+		if elems, err = rewriteElems(elems, mapFunc); err != nil {
+			return nil, err
+		}
+	}
+
+	// Assemble.
+	out := []byte("\x00asm\x01\x00\x00\x00")
+	tb := vec(nil, len(types))
+	for _, t := range types {
+		tb = append(tb, 0x60)
+		tb = append(vec(tb, len(t.params)), t.params...)
+		tb = append(vec(tb, len(t.results)), t.results...)
+	}
+	out = append(out, sectionBytes(1, tb)...)
+	ib := vec(nil, len(kept))
+	for _, im := range kept {
+		ib = str(ib, im.module)
+		ib = str(ib, im.name)
+		ib = uleb(append(ib, 0), uint64(im.typeIdx))
+	}
+	out = append(out, sectionBytes(2, ib)...)
+	fb := vec(nil, len(newFuncs))
+	for _, t := range newFuncs {
+		fb = uleb(fb, uint64(t))
+	}
+	out = append(out, sectionBytes(3, fb)...)
+	for _, id := range []byte{4, 5} {
+		if b, ok := others[id]; ok {
+			out = append(out, sectionBytes(id, b)...)
+		}
+	}
+	out = append(out, sectionBytes(6, append(uleb(nil, nGlobals), globals...))...)
+	eb := vec(nil, 2)
+	eb = uleb(append(str(eb, "kernel_run"), 0), uint64(wrapperIdx))
+	eb = append(append(str(eb, "memory"), 2), 0)
+	out = append(out, sectionBytes(7, eb)...)
+	if start >= 0 {
+		ns, err := mapFunc(uint64(start))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sectionBytes(8, uleb(nil, uint64(ns)))...)
+	}
+	if elems != nil {
+		out = append(out, sectionBytes(9, elems)...)
+	}
+	cb := vec(nil, len(newBodies))
+	for _, b := range newBodies {
+		cb = append(uleb(cb, uint64(len(b))), b...)
+	}
+	out = append(out, sectionBytes(10, cb)...)
+	if b, ok := others[11]; ok {
+		out = append(out, sectionBytes(11, b)...)
+	}
+	return out, nil
+}
+
+// rewriteElems remaps the function indices of MVP element segments.
+func rewriteElems(body []byte, mapFunc func(uint64) (uint32, error)) ([]byte, error) {
+	r := &rd{b: body}
+	n := r.uleb()
+	out := uleb(nil, n)
+	for ; n > 0 && r.err == nil; n-- {
+		if flags := r.uleb(); flags != 0 {
+			return nil, fmt.Errorf("%w: element segment flags %d", ErrUnsupported, flags)
+		}
+		out = append(out, 0)
+		exprStart := r.off
+		for r.err == nil {
+			if op := r.u8(); op == 0x0b {
+				break
+			} else if op == 0x41 {
+				r.skipSleb()
+			} else {
+				r.fail("element offset opcode 0x%02x", op)
+			}
+		}
+		out = append(out, r.b[exprStart:r.off]...)
+		k := r.uleb()
+		out = uleb(out, k)
+		for ; k > 0 && r.err == nil; k-- {
+			ni, err := mapFunc(r.uleb())
+			if err != nil {
+				return nil, err
+			}
+			out = uleb(out, uint64(ni))
+		}
+	}
+	return out, r.err
+}

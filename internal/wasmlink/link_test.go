@@ -1,0 +1,138 @@
+package wasmlink
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	mrand "math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tezos-dsn/dsn/internal/crypto"
+	"github.com/tezos-dsn/dsn/internal/pvm"
+)
+
+var (
+	echoOnce sync.Once
+	echoWasm []byte
+	echoErr  error
+)
+
+// echoKernel builds and links kernel/examples/echo once per test binary.
+func echoKernel(t testing.TB) []byte {
+	t.Helper()
+	echoOnce.Do(func() { echoWasm, echoErr = Build(context.Background(), "../..", "./kernel/examples/echo") })
+	if echoErr != nil {
+		t.Fatal(echoErr)
+	}
+	return echoWasm
+}
+
+func TestLinkedEchoKernelIsPVMValid(t *testing.T) {
+	k := echoKernel(t)
+	if err := pvm.Validate(k); err != nil {
+		t.Fatalf("pvm.Validate: %v", err)
+	}
+	if _, err := exec.LookPath("wasm-validate"); err != nil {
+		t.Skip("wasm-validate not installed (apt-get install wabt)")
+	}
+	f := filepath.Join(t.TempDir(), "k.wasm")
+	os.WriteFile(f, k, 0o644)
+	out, err := exec.Command("wasm-validate", "--disable-bulk-memory", "--disable-saturating-float-to-int",
+		"--disable-multi-value", "--disable-reference-types", "--disable-simd", f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("wasm-validate: %v\n%s", err, out)
+	}
+	dis, _ := exec.Command("wasm-objdump", "-d", f).Output()
+	for _, l := range strings.Split(string(dis), "\n") {
+		if i := strings.Index(l, "| "); i >= 0 {
+			if ins := strings.Fields(l[i+2:]); len(ins) > 0 && (strings.HasPrefix(ins[0], "f32.") || strings.HasPrefix(ins[0], "f64.")) {
+				t.Fatalf("float instruction after softfloat: %s", l)
+			}
+		}
+	}
+}
+
+func TestGoEchoKernelRunsInThePVM(t *testing.T) {
+	k := echoKernel(t)
+	ctx := context.Background()
+	p, err := pvm.New(ctx, pvm.DefaultConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	p.InstallKernel(k)
+	for lvl := uint32(1); lvl <= 3; lvl++ {
+		res, err := p.RunLevel(ctx, lvl, 1_700_000_000, [32]byte{}, [][]byte{pvm.External([]byte("ping"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Stuck != "" {
+			t.Fatalf("level %d: %s\ndebug: %s", lvl, res.Stuck, res.Debug)
+		}
+		if len(res.Outbox) != 4 || !bytes.Equal(res.Outbox[2], pvm.External([]byte("ping"))) {
+			t.Fatalf("level %d outbox: %q", lvl, res.Outbox)
+		}
+		if !strings.Contains(res.Debug, "echo: level") {
+			t.Fatalf("debug: %q", res.Debug)
+		}
+	}
+	v, _ := p.Durable().Get("/counter")
+	if binary.LittleEndian.Uint32(v) != 12 {
+		t.Fatalf("counter %x", v)
+	}
+}
+
+func TestGoPanicIsReadable(t *testing.T) {
+	k := echoKernel(t)
+	ctx := context.Background()
+	p, _ := pvm.New(ctx, pvm.DefaultConfig(), nil)
+	defer p.Close(ctx)
+	p.InstallKernel(k)
+	res, err := p.RunLevel(ctx, 1, 0, [32]byte{}, [][]byte{pvm.External([]byte("panic"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Stuck, "trapped") || !strings.Contains(res.Debug, "panic: echo: asked to panic") {
+		t.Fatalf("stuck %q debug %q", res.Stuck, res.Debug)
+	}
+}
+
+func TestBLSVerificationInsideThePVM(t *testing.T) {
+	k, err := Build(context.Background(), "../..", "./kernel/examples/blsverify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pvm.Validate(k); err != nil {
+		t.Fatal(err)
+	}
+	sk, err := crypto.GenerateBLSKey(mrand.New(mrand.NewSource(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, msg := sk.PublicKey(), []byte("dsn/vote/v1 header digest")
+	sig := sk.Sign(msg)
+	good := append(append(append([]byte{}, pk[:]...), sig[:]...), msg...)
+	bad := append(append(append([]byte{}, pk[:]...), sig[:]...), []byte("another message")...)
+	ctx := context.Background()
+	p, _ := pvm.New(ctx, pvm.DefaultConfig(), nil)
+	defer p.Close(ctx)
+	p.InstallKernel(k)
+	start := time.Now()
+	res, err := p.RunLevel(ctx, 1, 0, [32]byte{}, [][]byte{pvm.External(good), pvm.External(bad)})
+	if err != nil || res.Stuck != "" {
+		t.Fatalf("%v %s %s", err, res.Stuck, res.Debug)
+	}
+	t.Logf("kernel_run with 2 BLS verifications: %s (wasm %d bytes)", time.Since(start), len(k))
+	if v, _ := p.Durable().Get("/verdict/1-2"); string(v) != "ok" {
+		t.Fatalf("good signature: %q", v)
+	}
+	if v, _ := p.Durable().Get("/verdict/1-3"); !strings.Contains(string(v), "invalid signature") {
+		t.Fatalf("bad signature: %q", v)
+	}
+}
