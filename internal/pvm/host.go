@@ -9,6 +9,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"golang.org/x/crypto/blake2b"
 )
 
 // input is one inbox message with its coordinates.
@@ -323,8 +324,8 @@ func (p *PVM) instantiateHost(ctx context.Context) error {
 			return ErrCodeGenericInvalid
 		}
 		data, err := os.ReadFile(filepath.Join(p.cfg.PreimagesDir, hex.EncodeToString(hash)))
-		if err != nil {
-			return ErrCodeGenericInvalid
+		if err != nil || blake2b.Sum256(data) != [32]byte(hash[1:]) {
+			return ErrCodeGenericInvalid // missing, or not the preimage of its name
 		}
 		k := min(max, uint32(len(data)))
 		if !m.Memory().Write(dst, data[:k]) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/blake2b"
 )
 
 func kernel(t testing.TB, name string) []byte {
@@ -67,7 +70,7 @@ func TestWasmMatchesWat(t *testing.T) {
 }
 
 func TestValidator(t *testing.T) {
-	for _, k := range []string{"echo", "codes", "reboot", "once", "trap", "spin", "fuzzhost"} {
+	for _, k := range []string{"echo", "codes", "reboot", "once", "trap", "spin", "fuzzhost", "reveal"} {
 		if err := Validate(kernel(t, k)); err != nil {
 			t.Errorf("%s: %v", k, err)
 		}
@@ -226,4 +229,42 @@ func FuzzHostCalls(f *testing.F) {
 		args := []uint64{uint64(a), uint64(b), uint64(c), uint64(d), uint64(e)}
 		_, _ = inst.ExportedFunction(name).Call(ctx, args[:len(HostFunctions[name].Params)]...)
 	})
+}
+
+func TestRevealPreimageAndMetadata(t *testing.T) {
+	data := []byte("hello preimage")
+	h := blake2b.Sum256(data)
+	name := hex.EncodeToString(append([]byte{0}, h[:]...))
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, name), data, 0o644)
+	cfg := DefaultConfig()
+	cfg.PreimagesDir = dir
+	p, err := New(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	p.InstallKernel(kernel(t, "reveal"))
+	if res := level(t, p, 1); res.Stuck != "" {
+		t.Fatal(res.Stuck)
+	}
+	if v, _ := p.Durable().Get("/p"); string(v) != string(data) {
+		t.Fatalf("reveal_preimage: %q", v)
+	}
+	if v, _ := p.Durable().Get("/q"); string(v) != "hello" {
+		t.Fatalf("reveal (raw data, max 5): %q", v)
+	}
+	want := p.Durable().find([]string{"p"}).hash()
+	if v, _ := p.Durable().Get("/h"); !bytes.Equal(v, want[:]) {
+		t.Fatal("store hash differs from the host's")
+	}
+	// A file whose content is not the preimage of its name is refused.
+	os.WriteFile(filepath.Join(dir, name), []byte("forged"), 0o644)
+	p2, _ := New(context.Background(), cfg, nil)
+	defer p2.Close(context.Background())
+	p2.InstallKernel(kernel(t, "reveal"))
+	level(t, p2, 1)
+	if v, ok := p2.Durable().Get("/p"); ok && len(v) > 0 {
+		t.Fatalf("forged preimage revealed: %q", v)
+	}
 }
