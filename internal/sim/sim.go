@@ -43,12 +43,15 @@ func (b Behaviour) String() string {
 
 // Options describe one run. Times are simulated milliseconds.
 type Options struct {
-	Seed      int64
-	Nodes     int
-	Faults    uint64 // length of the fault phase; transactions are submitted during it
-	Heal      uint64 // time after the faults heal, before the checks
-	Txs       int    // client transactions, spread over the fault phase
-	MinDelay  uint64 // per-message network delay, uniform in [MinDelay, MaxDelay]
+	Seed   int64
+	Nodes  int
+	Faults uint64 // length of the fault phase; transactions are submitted during it
+	Heal   uint64 // time after the faults heal, before the checks
+	Txs    int    // client transactions, spread over the fault phase
+	// Each link (from, to) draws its own delay range inside [MinDelay,
+	// MaxDelay] from the seed; every message on it is delayed uniformly
+	// within that range (so links differ, and messages reorder).
+	MinDelay  uint64
 	MaxDelay  uint64
 	Drop      float64 // probability a message is lost
 	Duplicate float64 // probability a message is delivered twice
@@ -144,6 +147,7 @@ type Sim struct {
 	traceOn   bool
 	partition bool
 
+	links       [][][2]uint64   // per-link delay range [lo, hi]
 	acked       map[string]bool // acknowledged transactions
 	submitted   int
 	nextTx      uint64
@@ -194,6 +198,17 @@ func New(opts Options) (*Sim, error) {
 		return nil, err
 	}
 	s.verifier = narwhal.NewVerifierWith(s.committee, crypto.NewCachedKeySet(ks, 1<<20))
+	linkRng := rand.New(rand.NewSource(opts.Seed ^ 0x11b5))
+	s.links = make([][][2]uint64, opts.Nodes)
+	for i := range s.links {
+		s.links[i] = make([][2]uint64, opts.Nodes)
+		for j := range s.links[i] {
+			span := opts.MaxDelay - min(opts.MinDelay, opts.MaxDelay)
+			lo := opts.MinDelay + uint64(linkRng.Int63n(int64(span/2+1)))
+			hi := lo + uint64(linkRng.Int63n(int64(opts.MaxDelay-min(lo, opts.MaxDelay)+1)))
+			s.links[i][j] = [2]uint64{lo, max(lo, hi)}
+		}
+	}
 	s.cfg = replica.TestConfig()
 	s.cfg.GCDepth = 10 // small, so that runs cross the GC horizon
 	for i := 0; i < opts.Nodes; i++ {
@@ -294,10 +309,8 @@ func (s *Sim) transmit(from, to int, raw []byte) {
 		copies = 2
 	}
 	for c := 0; c < copies; c++ {
-		d := s.opts.MinDelay
-		if s.opts.MaxDelay > s.opts.MinDelay {
-			d += uint64(s.rng.Int63n(int64(s.opts.MaxDelay - s.opts.MinDelay + 1)))
-		}
+		l := s.links[from][to]
+		d := l[0] + uint64(s.rng.Int63n(int64(l[1]-l[0]+1)))
 		s.push(&event{at: s.now + d, kind: evDeliver, node: to, from: from, raw: raw})
 	}
 }
