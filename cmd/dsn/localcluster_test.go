@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -219,6 +220,23 @@ func TestSevenLocalProcesses(t *testing.T) {
 			ref = pbs
 		}
 		samePrefix(t, ref, pbs, fmt.Sprintf("node %d vs node 1", i+1))
+	}
+
+	// `dsn listen` shows every spam transaction exactly once.
+	csvPath := filepath.Join(lc.dir, "listen.csv")
+	lc.run("listen", "--endpoint", lc.endpoint(4, true), "--from", "0", "--count", fmt.Sprint(len(ref)), "--csv", csvPath)
+	raw, err := os.ReadFile(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listened := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n")[1:] {
+		listened[strings.SplitN(line, ",", 2)[0]]++
+	}
+	for s := 1; s <= 300; s++ {
+		if listened[fmt.Sprint(s)] != 1 {
+			t.Fatalf("dsn listen shows spam transaction %d %d times", s, listened[fmt.Sprint(s)])
+		}
 	}
 
 	lc.kill(5)
