@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cockroachdb/pebble"
 	"golang.org/x/crypto/blake2b"
 )
 
@@ -88,8 +89,83 @@ func lenBytes(n int) []byte { return []byte{byte(n >> 24), byte(n >> 16), byte(n
 
 // Durable is the kernel's durable storage: a tree of paths, each of which
 // may hold a value and children. The PVM writes /readonly; kernels cannot.
+// Every change is journaled by path so that Commit can persist a level's
+// changes in one atomic batch (see persist.go).
 type Durable struct {
-	root *node
+	root    *node
+	journal []change
+	db      *pebble.DB // nil: memory only
+}
+
+// change marks a path whose final state must reach the disk: its value
+// alone, or its whole subtree.
+type change struct {
+	path string
+	tree bool
+}
+
+func joinPath(segs []string) string {
+	if len(segs) == 0 {
+		return ""
+	}
+	return "/" + strings.Join(segs, "/")
+}
+
+func (d *Durable) touchValue(segs []string) {
+	d.journal = append(d.journal, change{path: joinPath(segs)})
+}
+
+func (d *Durable) touchTree(segs []string) {
+	d.journal = append(d.journal, change{path: joinPath(segs), tree: true})
+}
+
+// setValue replaces the value at segs.
+func (d *Durable) setValue(segs []string, v []byte) {
+	n := d.make(segs)
+	n.value, n.hasValue = v, true
+	d.touchValue(segs)
+}
+
+// writeValue writes data at offset into the value at segs, growing it.
+func (d *Durable) writeValue(segs []string, offset uint32, data []byte) {
+	n := d.make(segs)
+	if end := offset + uint32(len(data)); end > uint32(len(n.value)) {
+		n.value = append(n.value, make([]byte, end-uint32(len(n.value)))...)
+	}
+	copy(n.value[offset:], data)
+	n.hasValue = true
+	d.touchValue(segs)
+}
+
+// deleteValue removes the value at segs, keeping its children.
+func (d *Durable) deleteValue(segs []string) {
+	if n := d.find(segs); n != nil {
+		n.value, n.hasValue = nil, false
+		d.prune(segs)
+		d.touchValue(segs)
+	}
+}
+
+// deleteTree removes segs and everything under it.
+func (d *Durable) deleteTree(segs []string) {
+	if len(segs) == 0 {
+		return
+	}
+	if parent := d.find(segs[:len(segs)-1]); parent != nil {
+		delete(parent.children, segs[len(segs)-1])
+		d.prune(segs[:len(segs)-1])
+		d.touchTree(segs)
+	}
+}
+
+// graft puts a subtree at segs, replacing what was there.
+func (d *Durable) graft(segs []string, sub *node) {
+	parent := d.make(segs[:len(segs)-1])
+	if parent.children == nil {
+		parent.children = map[string]*node{}
+	}
+	parent.children[segs[len(segs)-1]] = sub
+	d.touchTree(segs)
 }
 
 // NewDurable returns an empty store.
@@ -191,8 +267,7 @@ func (d *Durable) Set(path string, v []byte) error {
 	if code != 0 || len(segs) == 0 {
 		return errBadPath
 	}
-	n := d.make(segs)
-	n.value, n.hasValue = append([]byte(nil), v...), true
+	d.setValue(segs, append([]byte(nil), v...))
 	return nil
 }
 
@@ -202,10 +277,7 @@ func (d *Durable) Delete(path string) {
 	if code != 0 || len(segs) == 0 {
 		return
 	}
-	if parent := d.find(segs[:len(segs)-1]); parent != nil {
-		delete(parent.children, segs[len(segs)-1])
-		d.prune(segs[:len(segs)-1])
-	}
+	d.deleteTree(segs)
 }
 
 // Walk calls fn for every value under path, in path order.

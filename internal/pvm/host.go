@@ -123,11 +123,7 @@ func (p *PVM) instantiateHost(ctx context.Context) error {
 		if readonly(segs) {
 			return ErrCodeReadonly
 		}
-		d := st().durable
-		if parent := d.find(segs[:len(segs)-1]); parent != nil {
-			delete(parent.children, segs[len(segs)-1])
-			d.prune(segs[:len(segs)-1])
-		}
+		st().durable.deleteTree(segs)
 		return 0
 	}).Export("store_delete")
 	b.NewFunctionBuilder().WithFunc(func(_ context.Context, m api.Module, ptr, n uint32) int32 {
@@ -138,11 +134,7 @@ func (p *PVM) instantiateHost(ctx context.Context) error {
 		if readonly(segs) {
 			return ErrCodeReadonly
 		}
-		d := st().durable
-		if nd := d.find(segs); nd != nil {
-			nd.value, nd.hasValue = nil, false
-			d.prune(segs)
-		}
+		st().durable.deleteValue(segs)
 		return 0
 	}).Export("store_delete_value")
 	b.NewFunctionBuilder().WithFunc(func(_ context.Context, m api.Module, ptr, n, size uint32) int32 {
@@ -160,8 +152,7 @@ func (p *PVM) instantiateHost(ctx context.Context) error {
 		if nd := d.find(segs); nd != nil && nd.hasValue {
 			return ErrCodeValueAlreadyExists
 		}
-		nd := d.make(segs)
-		nd.value, nd.hasValue = make([]byte, size), true
+		d.setValue(segs, make([]byte, size))
 		return 0
 	}).Export("store_create")
 	copyMove := func(move bool) func(context.Context, api.Module, uint32, uint32, uint32, uint32) int32 {
@@ -184,15 +175,9 @@ func (p *PVM) instantiateHost(ctx context.Context) error {
 			}
 			c := src.clone()
 			if move {
-				parent := d.find(from[:len(from)-1])
-				delete(parent.children, from[len(from)-1])
-				d.prune(from[:len(from)-1])
+				d.deleteTree(from)
 			}
-			parent := d.make(to[:len(to)-1])
-			if parent.children == nil {
-				parent.children = map[string]*node{}
-			}
-			parent.children[to[len(to)-1]] = c
+			d.graft(to, c)
 			return 0
 		}
 	}
@@ -246,12 +231,7 @@ func (p *PVM) instantiateHost(ctx context.Context) error {
 		if uint64(offset)+uint64(k) > MaxValueSize {
 			return ErrCodeValueSizeExceeded
 		}
-		nd = d.make(segs)
-		if end := offset + k; end > uint32(len(nd.value)) {
-			nd.value = append(nd.value, make([]byte, end-uint32(len(nd.value)))...)
-		}
-		copy(nd.value[offset:], data)
-		nd.hasValue = true
+		d.writeValue(segs, offset, data)
 		return 0
 	}).Export("store_write")
 	b.NewFunctionBuilder().WithFunc(func(_ context.Context, m api.Module, ptr, n uint32) int32 {

@@ -143,6 +143,9 @@ func (p *PVM) RunLevel(ctx context.Context, level uint32, timestamp int64, prede
 	res.Outbox = st.outbox
 	res.Debug = string(st.debug)
 	res.StateHash = p.durable.Hash()
+	if err := p.durable.Commit(level); err != nil {
+		return nil, err // the host's own failure: the disk
+	}
 	return res, nil
 }
 
