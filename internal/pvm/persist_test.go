@@ -62,3 +62,41 @@ func TestDurableStoragePersistsPerLevel(t *testing.T) {
 		t.Fatalf("state after restarts differs:\n got %v\nwant %v", got, want)
 	}
 }
+
+func TestJournalCoversSubtreeCopiesAndDeletes(t *testing.T) {
+	dir := t.TempDir()
+	d, _, err := OpenDurable(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.setValue([]string{"x", "y"}, []byte("1"))
+	d.setValue([]string{"x", "y", "z"}, []byte("2"))
+	d.graft([]string{"copy"}, d.find([]string{"x"}).clone())
+	d.setValue([]string{"gone", "a"}, []byte("3"))
+	if err := d.Commit(1); err != nil {
+		t.Fatal(err)
+	}
+	d.deleteTree([]string{"gone"})
+	d.writeValue([]string{"copy", "y"}, 1, []byte("!"))
+	if err := d.Commit(2); err != nil {
+		t.Fatal(err)
+	}
+	want := d.Hash()
+	d.Close()
+	d2, level, err := OpenDurable(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	if level != 2 || d2.Hash() != want {
+		t.Fatalf("level %d, hash equal %v", level, d2.Hash() == want)
+	}
+	for path, v := range map[string]string{"/copy/y": "1!", "/copy/y/z": "2", "/x/y": "1"} {
+		if got, ok := d2.Get(path); !ok || string(got) != v {
+			t.Errorf("%s = %q, want %q", path, got, v)
+		}
+	}
+	if _, ok := d2.Get("/gone/a"); ok {
+		t.Error("a deleted subtree came back")
+	}
+}
