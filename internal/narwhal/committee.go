@@ -68,6 +68,19 @@ func (c *Committee) Leader(round uint64) AuthorityID {
 	return AuthorityID((round / 2) % uint64(len(c.Authorities)))
 }
 
+// NextPeer returns the authority after a in id order, wrapping around and
+// skipping self (unless self is the only one): how requests rotate through
+// peers on retry.
+func (c *Committee) NextPeer(a, self AuthorityID) AuthorityID {
+	n := AuthorityID(len(c.Authorities))
+	for {
+		a = (a + 1) % n
+		if a != self || n == 1 {
+			return a
+		}
+	}
+}
+
 // StakeOf sums the stake of a set of distinct authorities.
 func (c *Committee) StakeOf(ids []AuthorityID) uint64 {
 	var s uint64

@@ -154,7 +154,7 @@ func (p *Primary) accept(out *Output, c *narwhal.Certificate) {
 		delete(p.suspended, d)
 		if p.missing[d] != nil {
 			delete(p.missing, d)
-			p.missingOrder = removeDigest(p.missingOrder, d)
+			p.missingOrder = slices.DeleteFunc(p.missingOrder, func(x narwhal.Digest) bool { return x == d })
 		}
 		p.insert(c)
 		p.sinceAccept = 0
@@ -196,15 +196,6 @@ func (p *Primary) accept(out *Output, c *narwhal.Certificate) {
 			}
 		}
 	}
-}
-
-func removeDigest(ds []narwhal.Digest, d narwhal.Digest) []narwhal.Digest {
-	for i := range ds {
-		if ds[i] == d {
-			return append(ds[:i], ds[i+1:]...)
-		}
-	}
-	return ds
 }
 
 // onCertificateRequest serves certificates by digest, from memory or store.

@@ -375,7 +375,7 @@ func (p *Primary) Tick(nowMs uint64) Output {
 			continue
 		}
 		r.since = 0
-		r.target = p.nextPeer(r.target)
+		r.target = p.committee.NextPeer(r.target, p.self)
 		if _, ok := retry[r.target]; !ok {
 			targets = append(targets, r.target)
 		}
@@ -386,16 +386,6 @@ func (p *Primary) Tick(nowMs uint64) Output {
 	}
 	p.tryPropose(&out)
 	return out
-}
-
-func (p *Primary) nextPeer(a narwhal.AuthorityID) narwhal.AuthorityID {
-	n := narwhal.AuthorityID(p.committee.Size())
-	for {
-		a = (a + 1) % n
-		if a != p.self || n == 1 {
-			return a
-		}
-	}
 }
 
 // Receive handles a primary message from an authenticated peer. The error

@@ -11,6 +11,7 @@ package worker
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/store"
@@ -179,7 +180,7 @@ func (w *Worker) Tick() Output {
 			continue
 		}
 		f.since = 0
-		f.target = w.nextPeer(f.target)
+		f.target = w.committee.NextPeer(f.target, w.self)
 		if _, ok := retry[f.target]; !ok {
 			targets = append(targets, f.target)
 		}
@@ -189,17 +190,6 @@ func (w *Worker) Tick() Output {
 		out.Messages = append(out.Messages, narwhal.Envelope{To: t, Msg: &narwhal.BatchRequestMsg{Digests: retry[t]}})
 	}
 	return out
-}
-
-// nextPeer returns the next authority after a, skipping self.
-func (w *Worker) nextPeer(a narwhal.AuthorityID) narwhal.AuthorityID {
-	n := narwhal.AuthorityID(w.committee.Size())
-	for {
-		a = (a + 1) % n
-		if a != w.self || n == 1 {
-			return a
-		}
-	}
 }
 
 func (w *Worker) seal(out *Output) {
@@ -246,16 +236,7 @@ func (w *Worker) checkQuorum(d narwhal.Digest, f *inflight, out *Output) {
 	out.Acked = append(out.Acked, f.tickets...)
 	out.Available = append(out.Available, OwnBatch{Digest: d, Seq: seq})
 	delete(w.inflight, d)
-	w.inflightOrder = removeDigest(w.inflightOrder, d)
-}
-
-func removeDigest(ds []narwhal.Digest, d narwhal.Digest) []narwhal.Digest {
-	for i := range ds {
-		if ds[i] == d {
-			return append(ds[:i], ds[i+1:]...)
-		}
-	}
-	return ds
+	w.inflightOrder = slices.DeleteFunc(w.inflightOrder, func(x narwhal.Digest) bool { return x == d })
 }
 
 // Fetch asks for the batches a header of `round` by `author` names that are
@@ -275,7 +256,7 @@ func (w *Worker) Fetch(digests []narwhal.Digest, author narwhal.AuthorityID, rou
 	if len(ask) > 0 {
 		to := author
 		if to == w.self {
-			to = w.nextPeer(to)
+			to = w.committee.NextPeer(to, w.self)
 		}
 		out.Messages = append(out.Messages, narwhal.Envelope{To: to, Msg: &narwhal.BatchRequestMsg{Digests: ask}})
 	}
@@ -366,6 +347,6 @@ func (w *Worker) Receive(from narwhal.AuthorityID, m narwhal.Message) (Output, e
 func (w *Worker) fetchDone(d narwhal.Digest) {
 	if w.fetching[d] != nil {
 		delete(w.fetching, d)
-		w.fetchingOrder = removeDigest(w.fetchingOrder, d)
+		w.fetchingOrder = slices.DeleteFunc(w.fetchingOrder, func(x narwhal.Digest) bool { return x == d })
 	}
 }
