@@ -45,10 +45,17 @@ func runKernelLink(_ context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if fs.NArg() < 1 {
 		return fmt.Errorf("usage: dsn kernel link IN.wasm -o OUT.wasm")
 	}
-	raw, err := os.ReadFile(fs.Arg(0))
+	in := fs.Arg(0)
+	if err := fs.Parse(fs.Args()[1:]); err != nil { // flags may follow the input
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("usage: dsn kernel link IN.wasm -o OUT.wasm")
+	}
+	raw, err := os.ReadFile(in)
 	if err != nil {
 		return err
 	}

@@ -56,3 +56,18 @@ func TestKernelRunDebugger(t *testing.T) {
 		t.Fatalf("rejected kernel: %v\n%s", err, out)
 	}
 }
+
+func TestKernelLinkAndInspect(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "k.wasm")
+	// The WAT test kernel has no WASI imports; linking still must yield a valid kernel.
+	got, err := captureStdout(t, func() error {
+		return runKernelLink(context.Background(), []string{"../../internal/pvm/testdata/echo.wasm", "-o", out})
+	})
+	if err != nil || !strings.Contains(got, "PVM-valid") {
+		t.Fatalf("link: %v\n%s", err, got)
+	}
+	got, err = captureStdout(t, func() error { return runKernelInspect(context.Background(), []string{out}) })
+	if err != nil || !strings.Contains(got, "PVM: valid") || !strings.Contains(got, "smart_rollup_core.read_input") {
+		t.Fatalf("inspect: %v\n%s", err, got)
+	}
+}
