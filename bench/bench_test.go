@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,7 +204,7 @@ func save(b *testing.B, name string, v any) {
 	raw, _ := json.MarshalIndent(map[string]any{
 		"benchmark": name,
 		"date":      time.Now().UTC().Format(time.RFC3339),
-		"machine":   fmt.Sprintf("%d cores", numCPU()),
+		"machine":   fmt.Sprintf("%d cores", runtime.NumCPU()),
 		"results":   v,
 	}, "", "  ")
 	if err := os.WriteFile(filepath.Join(*results, name+".json"), append(raw, '\n'), 0o644); err != nil {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"golang.org/x/crypto/blake2b"
 )
@@ -354,5 +353,3 @@ func (p *PVM) instantiateHost(ctx context.Context) error {
 	_, err := b.Instantiate(ctx)
 	return err
 }
-
-var _ = wazero.NewRuntimeConfig

@@ -100,20 +100,19 @@ func cat(parts ...[]byte) []byte {
 }
 
 var (
-	i32Load    = []byte{0x28, 2, 0}
-	i32Store   = []byte{0x36, 2, 0}
-	i64Load    = []byte{0x29, 3, 0}
-	i64Store   = []byte{0x37, 3, 0}
-	i32Load8U  = []byte{0x2d, 0, 0}
-	i32Store8  = []byte{0x3a, 0, 0}
-	i32Store16 = []byte{0x3b, 1, 0}
-	i32Add     = []byte{0x6a}
-	i32Sub     = []byte{0x6b}
-	i32Mul     = []byte{0x6c}
-	i32LeU     = []byte{0x4d}
-	i32GeU     = []byte{0x4f}
-	i32Eqz     = []byte{0x45}
-	end        = []byte{0x0b}
+	i32Load   = []byte{0x28, 2, 0}
+	i32Store  = []byte{0x36, 2, 0}
+	i64Load   = []byte{0x29, 3, 0}
+	i64Store  = []byte{0x37, 3, 0}
+	i32Load8U = []byte{0x2d, 0, 0}
+	i32Store8 = []byte{0x3a, 0, 0}
+	i32Add    = []byte{0x6a}
+	i32Sub    = []byte{0x6b}
+	i32Mul    = []byte{0x6c}
+	i32LeU    = []byte{0x4d}
+	i32GeU    = []byte{0x4f}
+	i32Eqz    = []byte{0x45}
+	end       = []byte{0x0b}
 )
 
 // loop emits: block loop <cond-to-exit> br_if 1 <body> br 0 end end.
@@ -223,5 +222,3 @@ func memfillBody() []byte {
 		lget(2), i32c(1), i32Sub, lset(2)))
 	return append([]byte{1, 1, tI64}, cat(word, words, bytesLoop, end)...)
 }
-
-var _ = i32Store16

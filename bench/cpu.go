@@ -1,5 +1,0 @@
-package bench
-
-import "runtime"
-
-func numCPU() int { return runtime.NumCPU() }
