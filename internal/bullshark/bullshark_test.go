@@ -3,7 +3,6 @@ package bullshark
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -504,4 +503,3 @@ func BenchmarkProcessCertificate(b *testing.B) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "certs/s")
 }
 
-var _ = fmt.Sprint
