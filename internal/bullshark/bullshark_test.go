@@ -502,4 +502,3 @@ func BenchmarkProcessCertificate(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "certs/s")
 }
-

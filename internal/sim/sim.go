@@ -98,7 +98,6 @@ type event struct {
 	node int
 	from int
 	raw  []byte
-	tx   []byte
 }
 
 type queue []*event

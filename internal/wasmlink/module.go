@@ -27,7 +27,6 @@ type imp struct {
 	module, name string
 	kind         byte
 	typeIdx      uint32 // functions only
-	raw          []byte // non-function import descriptor
 }
 
 type export struct {

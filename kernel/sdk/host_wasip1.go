@@ -4,6 +4,9 @@ package sdk
 
 import "unsafe"
 
+// chunk is the host's store I/O limit.
+const chunk = 2048
+
 //go:wasmimport smart_rollup_core read_input
 func readInput(info unsafe.Pointer, dst unsafe.Pointer, max uint32) int32
 

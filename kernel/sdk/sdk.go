@@ -24,9 +24,6 @@ type Message struct {
 // MaxInput is the largest inbox message.
 const MaxInput = 4096
 
-// chunk is the host's store I/O limit.
-const chunk = 2048
-
 func itoa(v int32) string {
 	if v == 0 {
 		return "0"

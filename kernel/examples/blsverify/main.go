@@ -12,6 +12,7 @@ import (
 	"github.com/tezos-dsn/dsn/kernel/sdk"
 )
 
+//lint:ignore U1000 called by the PVM through the wasm export
 //go:wasmexport kernel_run
 func kernelRun() {
 	for {
