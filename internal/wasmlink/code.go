@@ -1,88 +1,45 @@
 package wasmlink
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/tezos-dsn/dsn/internal/wasmbin"
+)
 
 // rewriteBody copies a function body, remapping call and ref.func indices
 // and lowering memory.copy / memory.fill to calls of the helpers.
 func rewriteBody(body []byte, mapFunc func(uint64) (uint32, error), memmove, memfill uint32) ([]byte, error) {
-	r := &rd{b: body}
-	// locals
-	n := r.uleb()
-	for k := n; k > 0 && r.err == nil; k-- {
-		r.uleb()
-		r.u8()
+	r := wasmbin.NewReader(body, ErrUnsupported)
+	for n := r.U32(); n > 0 && r.Err == nil; n-- { // locals
+		r.U32()
+		r.Byte()
 	}
-	out := append([]byte(nil), body[:r.off]...)
-	for r.err == nil && r.off < len(r.b) {
-		at := r.off
-		op := r.u8()
+	out := append([]byte(nil), body[:r.Off]...)
+	for r.More() {
+		in := r.Instr()
+		if r.Err != nil {
+			break
+		}
 		switch {
-		case op == 0x02 || op == 0x03 || op == 0x04:
-			if b := r.b[r.off]; b == 0x40 || b >= 0x6f && b <= 0x7f {
-				r.u8()
-			} else {
-				r.skipSleb()
-			}
-		case op == 0x0c || op == 0x0d || op >= 0x20 && op <= 0x26:
-			r.uleb()
-		case op == 0x0e:
-			for k := r.uleb(); k > 0 && r.err == nil; k-- {
-				r.uleb()
-			}
-			r.uleb()
-		case op == 0x10 || op == 0xd2:
-			ni, err := mapFunc(r.uleb())
+		case in.Op == 0x10 || in.Op == 0xd2:
+			ni, err := mapFunc(uint64(in.Index))
 			if err != nil {
 				return nil, err
 			}
-			out = uleb(append(out, op), uint64(ni))
-			continue
-		case op == 0x11:
-			r.uleb()
-			r.uleb()
-		case op == 0x12 || op == 0x13:
+			out = uleb(append(out, in.Op), uint64(ni))
+		case in.Op == 0x12 || in.Op == 0x13:
 			return nil, fmt.Errorf("%w: tail calls", ErrUnsupported)
-		case op == 0x1c:
-			for k := r.uleb(); k > 0 && r.err == nil; k-- {
-				r.u8()
-			}
-		case op >= 0x28 && op <= 0x3e:
-			r.uleb()
-			r.uleb()
-		case op == 0x3f || op == 0x40:
-			r.uleb()
-		case op == 0x41 || op == 0x42:
-			r.skipSleb()
-		case op == 0x43:
-			r.take(4)
-		case op == 0x44:
-			r.take(8)
-		case op == 0xd0:
-			r.u8()
-		case op == 0xfc:
-			switch sub := r.uleb(); sub {
-			case 10: // memory.copy dst src n
-				r.uleb()
-				r.uleb()
-				out = uleb(append(out, 0x10), uint64(memmove))
-				continue
-			case 11: // memory.fill dst val n
-				r.uleb()
-				out = uleb(append(out, 0x10), uint64(memfill))
-				continue
-			case 0, 1, 2, 3, 4, 5, 6, 7: // saturating truncations: left for the validator
-			default:
-				return nil, fmt.Errorf("%w: 0xFC %d", ErrUnsupported, sub)
-			}
-		case op == 0xfd:
-			return nil, fmt.Errorf("%w: SIMD", ErrUnsupported)
-		case op <= 0x01 || op >= 0x05 && op <= 0x0b || op == 0x0f || op == 0x1a || op == 0x1b || op >= 0x45 && op <= 0xc4 || op == 0xd1:
-		default:
-			return nil, fmt.Errorf("%w: opcode 0x%02x", ErrUnsupported, op)
+		case in.Op == 0xfc && in.Sub == 10: // memory.copy dst src n
+			out = uleb(append(out, 0x10), uint64(memmove))
+		case in.Op == 0xfc && in.Sub == 11: // memory.fill dst val n
+			out = uleb(append(out, 0x10), uint64(memfill))
+		case in.Op == 0xfc && in.Sub > 7:
+			return nil, fmt.Errorf("%w: 0xFC %d", ErrUnsupported, in.Sub)
+		default: // saturating truncations stay, for the validator to refuse
+			out = append(out, in.Raw...)
 		}
-		out = append(out, r.b[at:r.off]...)
 	}
-	return out, r.err
+	return out, r.Err
 }
 
 // Assembly helpers for the bodies the linker writes.

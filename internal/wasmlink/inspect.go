@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/tezos-dsn/dsn/internal/wasmbin"
 )
 
 // Report describes a module for `dsn kernel inspect`.
@@ -28,31 +30,31 @@ func Inspect(wasm []byte) (*Report, error) {
 	rep := &Report{Size: len(wasm), Features: map[string]int{}}
 	for _, s := range secs {
 		rep.Sections = append(rep.Sections, fmt.Sprintf("%s: %d bytes", names[s.id], len(s.body)))
-		r := &rd{b: s.body}
+		r := wasmbin.NewReader(s.body, ErrUnsupported)
 		switch s.id {
 		case 2:
-			for n := r.uleb(); n > 0 && r.err == nil; n-- {
-				mod, name := r.name(), r.name()
-				if r.u8() == 0 {
-					r.uleb()
+			for n := r.ULEB(32); n > 0 && r.Err == nil; n-- {
+				mod, name := r.Name(), r.Name()
+				if r.Byte() == 0 {
+					r.ULEB(32)
 				}
 				rep.Imports = append(rep.Imports, mod+"."+name)
 			}
 		case 7:
-			for n := r.uleb(); n > 0 && r.err == nil; n-- {
-				name := r.name()
-				r.u8()
-				r.uleb()
+			for n := r.ULEB(32); n > 0 && r.Err == nil; n-- {
+				name := r.Name()
+				r.Byte()
+				r.ULEB(32)
 				rep.Exports = append(rep.Exports, name)
 			}
 		case 10:
-			for n := r.uleb(); n > 0 && r.err == nil; n-- {
+			for n := r.ULEB(32); n > 0 && r.Err == nil; n-- {
 				rep.Functions++
-				countFeatures(r.take(r.uleb()), rep)
+				countFeatures(r.Bytes(r.ULEB(32)), rep)
 			}
 		}
-		if r.err != nil {
-			return nil, r.err
+		if r.Err != nil {
+			return nil, r.Err
 		}
 	}
 	return rep, nil
@@ -60,78 +62,36 @@ func Inspect(wasm []byte) (*Report, error) {
 
 // countFeatures scans a body for post-MVP and float instructions.
 func countFeatures(body []byte, rep *Report) {
-	r := &rd{b: body}
-	for n := r.uleb(); n > 0 && r.err == nil; n-- {
-		r.uleb()
-		r.u8()
+	r := wasmbin.NewReader(body, ErrUnsupported)
+	for n := r.U32(); n > 0 && r.Err == nil; n-- {
+		r.U32()
+		r.Byte()
 	}
-	for r.err == nil && r.off < len(r.b) {
-		op := r.u8()
-		switch {
-		case op == 0x02 || op == 0x03 || op == 0x04:
-			if b := r.b[r.off]; b == 0x40 || b >= 0x6f && b <= 0x7f {
-				r.u8()
-			} else {
-				rep.Features["multi-value block types"]++
-				r.skipSleb()
+	for r.More() {
+		in := r.Instr()
+		switch op := in.Op; {
+		case r.Err != nil:
+			if op == 0xfd {
+				rep.Features["SIMD"]++
 			}
-		case op == 0x0c || op == 0x0d || op == 0x10 || op >= 0x20 && op <= 0x24 || op == 0x3f || op == 0x40:
-			r.uleb()
-		case op == 0x25 || op == 0x26 || op == 0xd2:
+			return
+		case (op == 0x02 || op == 0x03 || op == 0x04) && in.BlockType >= 0:
+			rep.Features["multi-value block types"]++
+		case op == 0x25 || op == 0x26 || op >= 0xd0 && op <= 0xd2:
 			rep.Features["reference types"]++
-			r.uleb()
-		case op == 0x0e:
-			for k := r.uleb(); k > 0 && r.err == nil; k-- {
-				r.uleb()
-			}
-			r.uleb()
-		case op == 0x11:
-			r.uleb()
-			r.uleb()
 		case op == 0x1c:
 			rep.Features["typed select"]++
-			for k := r.uleb(); k > 0 && r.err == nil; k-- {
-				r.u8()
-			}
-		case op >= 0x28 && op <= 0x3e:
-			if op == 0x2a || op == 0x2b || op == 0x38 || op == 0x39 {
-				rep.Floats++
-			}
-			r.uleb()
-			r.uleb()
-		case op == 0x41 || op == 0x42:
-			r.skipSleb()
-		case op == 0x43:
-			rep.Floats++
-			r.take(4)
-		case op == 0x44:
-			rep.Floats++
-			r.take(8)
-		case op >= 0x5b && op <= 0x66 || op >= 0x8b && op <= 0xa6 || op >= 0xa8 && op <= 0xab || op >= 0xae && op <= 0xbf:
+		case op == 0x2a || op == 0x2b || op == 0x38 || op == 0x39 || op == 0x43 || op == 0x44,
+			op >= 0x5b && op <= 0x66, op >= 0x8b && op <= 0xa6, op >= 0xa8 && op <= 0xab, op >= 0xae && op <= 0xbf:
 			rep.Floats++
 		case op >= 0xc0 && op <= 0xc4:
 			rep.Features["sign extension"]++
-		case op == 0xd0:
-			rep.Features["reference types"]++
-			r.u8()
+		case op == 0xfc && in.Sub <= 7:
+			rep.Features["saturating float-to-int"]++
+		case op == 0xfc && (in.Sub == 10 || in.Sub == 11):
+			rep.Features["bulk memory"]++
 		case op == 0xfc:
-			sub := r.uleb()
-			switch {
-			case sub <= 7:
-				rep.Features["saturating float-to-int"]++
-			case sub == 10 || sub == 11:
-				rep.Features["bulk memory"]++
-				r.uleb()
-				if sub == 10 {
-					r.uleb()
-				}
-			default:
-				rep.Features[fmt.Sprintf("0xFC %d", sub)]++
-				return
-			}
-		case op == 0xfd:
-			rep.Features["SIMD"]++
-			return
+			rep.Features[fmt.Sprintf("0xFC %d", in.Sub)]++
 		}
 	}
 }

@@ -2,6 +2,8 @@ package wasmlink
 
 import (
 	"fmt"
+
+	"github.com/tezos-dsn/dsn/internal/wasmbin"
 )
 
 const (
@@ -33,46 +35,46 @@ func Link(wasm []byte) ([]byte, error) {
 		others   = map[byte][]byte{}
 	)
 	for _, s := range secs {
-		r := &rd{b: s.body}
+		r := wasmbin.NewReader(s.body, ErrUnsupported)
 		switch s.id {
 		case 0: // custom: dropped
 		case 1:
-			for n := r.uleb(); n > 0 && r.err == nil; n-- {
-				if r.u8() != 0x60 {
-					r.fail("type form")
+			for n := r.ULEB(32); n > 0 && r.Err == nil; n-- {
+				if r.Byte() != 0x60 {
+					r.Fail("type form")
 				}
 				var ft funcType
-				ft.params = append(ft.params, r.take(r.uleb())...)
-				ft.results = append(ft.results, r.take(r.uleb())...)
+				ft.params = append(ft.params, r.Bytes(r.ULEB(32))...)
+				ft.results = append(ft.results, r.Bytes(r.ULEB(32))...)
 				types = append(types, ft)
 			}
 		case 2:
-			for n := r.uleb(); n > 0 && r.err == nil; n-- {
-				im := imp{module: r.name(), name: r.name(), kind: r.u8()}
+			for n := r.ULEB(32); n > 0 && r.Err == nil; n-- {
+				im := imp{module: r.Name(), name: r.Name(), kind: r.Byte()}
 				if im.kind != 0 {
-					r.fail("import %s.%s is not a function", im.module, im.name)
+					r.Fail("import %s.%s is not a function", im.module, im.name)
 				}
-				im.typeIdx = uint32(r.uleb())
+				im.typeIdx = uint32(r.ULEB(32))
 				imports = append(imports, im)
 			}
 		case 3:
-			for n := r.uleb(); n > 0 && r.err == nil; n-- {
-				funcs = append(funcs, uint32(r.uleb()))
+			for n := r.ULEB(32); n > 0 && r.Err == nil; n-- {
+				funcs = append(funcs, uint32(r.ULEB(32)))
 			}
 		case 6:
-			nGlobals = r.uleb()
-			globals = r.b[r.off:]
+			nGlobals = r.ULEB(32)
+			globals = r.B[r.Off:]
 		case 7:
-			for n := r.uleb(); n > 0 && r.err == nil; n-- {
-				exports = append(exports, export{name: r.name(), kind: r.u8(), idx: uint32(r.uleb())})
+			for n := r.ULEB(32); n > 0 && r.Err == nil; n-- {
+				exports = append(exports, export{name: r.Name(), kind: r.Byte(), idx: uint32(r.ULEB(32))})
 			}
 		case 8:
-			start = int64(r.uleb())
+			start = int64(r.ULEB(32))
 		case 9:
 			elems = s.body
 		case 10:
-			for n := r.uleb(); n > 0 && r.err == nil; n-- {
-				bodies = append(bodies, r.take(r.uleb()))
+			for n := r.ULEB(32); n > 0 && r.Err == nil; n-- {
+				bodies = append(bodies, r.Bytes(r.ULEB(32)))
 			}
 		case 12: // data count: only needed by bulk memory, which we lower
 		case 4, 5, 11:
@@ -80,8 +82,8 @@ func Link(wasm []byte) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("%w: section %d", ErrUnsupported, s.id)
 		}
-		if r.err != nil {
-			return nil, fmt.Errorf("section %d: %w", s.id, r.err)
+		if r.Err != nil {
+			return nil, fmt.Errorf("section %d: %w", s.id, r.Err)
 		}
 	}
 	if len(bodies) != len(funcs) {
@@ -271,34 +273,34 @@ func Link(wasm []byte) ([]byte, error) {
 
 // rewriteElems remaps the function indices of MVP element segments.
 func rewriteElems(body []byte, mapFunc func(uint64) (uint32, error)) ([]byte, error) {
-	r := &rd{b: body}
-	n := r.uleb()
+	r := wasmbin.NewReader(body, ErrUnsupported)
+	n := r.ULEB(32)
 	out := uleb(nil, n)
-	for ; n > 0 && r.err == nil; n-- {
-		if flags := r.uleb(); flags != 0 {
+	for ; n > 0 && r.Err == nil; n-- {
+		if flags := r.ULEB(32); flags != 0 {
 			return nil, fmt.Errorf("%w: element segment flags %d", ErrUnsupported, flags)
 		}
 		out = append(out, 0)
-		exprStart := r.off
-		for r.err == nil {
-			if op := r.u8(); op == 0x0b {
+		exprStart := r.Off
+		for r.Err == nil {
+			if op := r.Byte(); op == 0x0b {
 				break
 			} else if op == 0x41 {
-				r.skipSleb()
+				r.SLEB(32)
 			} else {
-				r.fail("element offset opcode 0x%02x", op)
+				r.Fail("element offset opcode 0x%02x", op)
 			}
 		}
-		out = append(out, r.b[exprStart:r.off]...)
-		k := r.uleb()
+		out = append(out, r.B[exprStart:r.Off]...)
+		k := r.ULEB(32)
 		out = uleb(out, k)
-		for ; k > 0 && r.err == nil; k-- {
-			ni, err := mapFunc(r.uleb())
+		for ; k > 0 && r.Err == nil; k-- {
+			ni, err := mapFunc(r.ULEB(32))
 			if err != nil {
 				return nil, err
 			}
 			out = uleb(out, uint64(ni))
 		}
 	}
-	return out, r.err
+	return out, r.Err
 }

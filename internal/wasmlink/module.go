@@ -10,7 +10,8 @@ package wasmlink
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/tezos-dsn/dsn/internal/wasmbin"
 )
 
 // ErrUnsupported reports input the linker cannot turn into a PVM kernel.
@@ -35,67 +36,6 @@ type export struct {
 	idx  uint32
 }
 
-// rd is a byte reader that remembers the first error.
-type rd struct {
-	b   []byte
-	off int
-	err error
-}
-
-func (r *rd) fail(f string, a ...any) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: at %d: %s", ErrUnsupported, r.off, fmt.Sprintf(f, a...))
-	}
-}
-
-func (r *rd) u8() byte {
-	if r.err != nil || r.off >= len(r.b) {
-		r.fail("unexpected end")
-		return 0
-	}
-	r.off++
-	return r.b[r.off-1]
-}
-
-func (r *rd) take(n uint64) []byte {
-	if r.err != nil || n > uint64(len(r.b)-r.off) {
-		r.fail("unexpected end")
-		return nil
-	}
-	r.off += int(n)
-	return r.b[r.off-int(n) : r.off]
-}
-
-func (r *rd) uleb() uint64 {
-	var v uint64
-	for shift := uint(0); ; shift += 7 {
-		b := r.u8()
-		if r.err != nil {
-			return 0
-		}
-		v |= uint64(b&0x7f) << shift
-		if b&0x80 == 0 {
-			return v
-		}
-		if shift > 63 {
-			r.fail("LEB128 too long")
-			return 0
-		}
-	}
-}
-
-// skipSleb skips a signed LEB128.
-func (r *rd) skipSleb() {
-	for {
-		b := r.u8()
-		if r.err != nil || b&0x80 == 0 {
-			return
-		}
-	}
-}
-
-func (r *rd) name() string { return string(r.take(r.uleb())) }
-
 func uleb(out []byte, v uint64) []byte {
 	for {
 		c := byte(v & 0x7f)
@@ -117,14 +57,10 @@ func sectionBytes(id byte, body []byte) []byte {
 }
 
 func parseSections(wasm []byte) ([]section, error) {
-	r := &rd{b: wasm}
-	if string(r.take(8)) != "\x00asm\x01\x00\x00\x00" {
-		return nil, fmt.Errorf("%w: not a wasm 1.0 module", ErrUnsupported)
+	secs, err := wasmbin.Sections(wasm, ErrUnsupported)
+	out := make([]section, len(secs))
+	for i, s := range secs {
+		out[i] = section{id: s.ID, body: s.Body}
 	}
-	var out []section
-	for r.err == nil && r.off < len(r.b) {
-		id := r.u8()
-		out = append(out, section{id: id, body: r.take(r.uleb())})
-	}
-	return out, r.err
+	return out, err
 }
