@@ -74,10 +74,11 @@ run-spammer: build ## Send transactions: make run-spammer ENDPOINT=127.0.0.1:640
 	$(BIN) spam --endpoint $(ENDPOINT) --sleep $(SLEEP) --rate $(RATE) --concurrency 1
 
 SEED ?= 1
+MIX ?= -1
 SEEDS ?= 5000
 
-sim: ## Replay one simulator seed with its trace: make sim SEED=30
-	$(GO) test ./internal/sim -run '^TestReplay$$' -seed $(SEED) -count=1 -v
+sim: ## Replay one simulator seed with its trace: make sim SEED=30 [MIX=2]
+	$(GO) test ./internal/sim -run '^TestReplay$$' -seed $(SEED) -mix $(MIX) -count=1 -v
 
 sim-long: ## Run many simulator seeds (not in CI): make sim-long SEEDS=5000
 	$(GO) test ./internal/sim -run '^TestSeeds$$' -seeds $(SEEDS) -count=1 -timeout 0 -v | grep -vE '^\s+--- PASS|^=== '

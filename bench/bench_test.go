@@ -21,6 +21,7 @@ import (
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/load"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/preblock"
 	"github.com/tezos-dsn/dsn/services/node/nodetest"
 )
 
@@ -85,12 +86,12 @@ func run(b *testing.B, cl *nodetest.Cluster, rate float64, size int, d time.Dura
 	doneReading := make(chan struct{})
 	go func() {
 		defer close(doneReading)
+		rd := preblock.NewReader(ex)
 		for {
-			r, err := ex.Recv()
+			pb, _, err := rd.PreBlock()
 			if err != nil {
 				return
 			}
-			pb := r.GetPreBlock()
 			if pb == nil {
 				continue
 			}

@@ -17,6 +17,7 @@ import (
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/load"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/preblock"
 )
 
 func listenCommand() command {
@@ -56,8 +57,12 @@ func runListen(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		// Pre-blocks come in parts (internal/preblock); each batch is
+		// counted as it arrives, so no pre-block is held whole.
+		rd := preblock.NewReader(st)
+		var cur *preBlockStats
 		for {
-			r, err := st.Recv()
+			it, err := rd.Next()
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -65,60 +70,89 @@ func runListen(ctx context.Context, args []string) error {
 				if errors.Is(err, io.EOF) {
 					err = errors.New("stream closed")
 				}
+				if errors.Is(err, preblock.ErrProtocol) {
+					return err
+				}
 				fmt.Fprintf(os.Stderr, "listen: %v; reconnecting from %d\n", err, last)
 				time.Sleep(500 * time.Millisecond)
 				break
 			}
-			pb := r.GetPreBlock()
-			if pb == nil {
-				continue // heartbeat
-			}
-			if pb.Index != last+1 {
-				return fmt.Errorf("gap: got pre-block %d after %d", pb.Index, last)
-			}
-			last = pb.Index
-			if err := printPreBlock(pb, w); err != nil {
-				return err
-			}
-			if seen++; *count > 0 && seen >= *count {
-				return nil
+			switch it.Kind {
+			case preblock.KindHeartbeat:
+				if hb := it.Heartbeat; hb.WaitingFor != 0 {
+					fmt.Fprintf(os.Stderr, "listen: node waits for %d batches of pre-block %d (head %d)\n", hb.MissingBatches, hb.WaitingFor, hb.Head)
+				}
+			case preblock.KindStart:
+				if it.Index != last+1 {
+					return fmt.Errorf("gap: got pre-block %d after %d", it.Index, last)
+				}
+				cur = newPreBlockStats(it.Index)
+			case preblock.KindCertificate:
+				if err := cur.certificate(it); err != nil {
+					return err
+				}
+			case preblock.KindBatch:
+				if err := cur.batch(it.Batch, w); err != nil {
+					return err
+				}
+			case preblock.KindEnd:
+				last = it.Index
+				cur.print()
+				if seen++; *count > 0 && seen >= *count {
+					return nil
+				}
 			}
 		}
 	}
 	return nil
 }
 
-func printPreBlock(pb *dsnv1.PreBlock, w *csv.Writer) error {
+// preBlockStats accumulates what listen prints about one pre-block.
+type preBlockStats struct {
+	index              uint64
+	txs, size          int
+	lats               []time.Duration
+	minRound, maxRound uint64
+}
+
+func newPreBlockStats(index uint64) *preBlockStats {
+	return &preBlockStats{index: index, minRound: ^uint64(0)}
+}
+
+func (p *preBlockStats) certificate(it preblock.Item) error {
+	if it.Support {
+		return nil
+	}
+	c, err := narwhal.DecodeCertificate(it.Certificate)
+	if err != nil {
+		return fmt.Errorf("pre-block %d: %w", p.index, err)
+	}
+	p.minRound, p.maxRound = min(p.minRound, c.Round()), max(p.maxRound, c.Round())
+	return nil
+}
+
+func (p *preBlockStats) batch(raw []byte, w *csv.Writer) error {
 	now := time.Now()
-	var txs, size int
-	var lats []time.Duration
-	minRound, maxRound := ^uint64(0), uint64(0)
-	for i, raw := range pb.Certificates {
-		c, err := narwhal.DecodeCertificate(raw)
-		if err != nil {
-			return fmt.Errorf("pre-block %d: %w", pb.Index, err)
-		}
-		minRound, maxRound = min(minRound, c.Round()), max(maxRound, c.Round())
-		for _, rb := range pb.Batches[i].Batches {
-			b, err := narwhal.DecodeBatch(rb)
-			if err != nil {
-				return fmt.Errorf("pre-block %d: %w", pb.Index, err)
-			}
-			for _, tx := range b.Transactions {
-				txs++
-				size += len(tx)
-				if sent, ok := load.SentAt(tx); ok {
-					lats = append(lats, now.Sub(sent))
-					if w != nil {
-						seq, _ := load.Seq(tx)
-						w.Write([]string{strconv.FormatUint(seq, 10), strconv.FormatInt(sent.UnixNano(), 10),
-							strconv.FormatInt(now.UnixNano(), 10), strconv.FormatUint(pb.Index, 10)})
-					}
-				}
+	b, err := narwhal.DecodeBatch(raw)
+	if err != nil {
+		return fmt.Errorf("pre-block %d: %w", p.index, err)
+	}
+	for _, tx := range b.Transactions {
+		p.txs++
+		p.size += len(tx)
+		if sent, ok := load.SentAt(tx); ok {
+			p.lats = append(p.lats, now.Sub(sent))
+			if w != nil {
+				seq, _ := load.Seq(tx)
+				w.Write([]string{strconv.FormatUint(seq, 10), strconv.FormatInt(sent.UnixNano(), 10),
+					strconv.FormatInt(now.UnixNano(), 10), strconv.FormatUint(p.index, 10)})
 			}
 		}
 	}
-	p := load.Summarize(lats)
-	fmt.Printf("%8d %7d %10d %9s %9s %d-%d\n", pb.Index, txs, size, p.P50.Round(time.Millisecond), p.Max.Round(time.Millisecond), minRound, maxRound)
 	return nil
+}
+
+func (p *preBlockStats) print() {
+	s := load.Summarize(p.lats)
+	fmt.Printf("%8d %7d %10d %9s %9s %d-%d\n", p.index, p.txs, p.size, s.P50.Round(time.Millisecond), s.Max.Round(time.Millisecond), p.minRound, p.maxRound)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/tezos-dsn/dsn/internal/config"
 	"github.com/tezos-dsn/dsn/internal/load"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/preblock"
 )
 
 // localCluster runs `dsn node` as 7 separate processes, as `make run-dsn` does.
@@ -134,12 +135,12 @@ func (lc *localCluster) follow(ctx context.Context, i int, want map[uint64]bool)
 	seen := map[uint64]int{}
 	missing := len(want)
 	var pbs []*dsnv1.PreBlock
+	rd := preblock.NewReader(st)
 	for missing > 0 {
-		r, err := st.Recv()
+		pb, _, err := rd.PreBlock()
 		if err != nil {
 			lc.t.Fatalf("node %d export: %v (missing %d)", i+1, err, missing)
 		}
-		pb := r.GetPreBlock()
 		if pb == nil {
 			continue
 		}

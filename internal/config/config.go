@@ -160,6 +160,9 @@ type Node struct {
 	MaxTransactionSize int `toml:"max_transaction_size"`
 	// HeartbeatInterval of the Export stream.
 	HeartbeatInterval Duration `toml:"heartbeat_interval"`
+	// MaxExportStreams bounds the Export streams served at once; each holds
+	// about one part (1 MiB) and one batch in memory.
+	MaxExportStreams int `toml:"max_export_streams"`
 	// LogLevel: debug, info, warn or error.
 	LogLevel string `toml:"log_level"`
 	// Consensus holds the protocol parameters.
@@ -194,6 +197,7 @@ func DefaultNode() Node {
 		Tick:               Duration{5 * time.Millisecond},
 		MaxTransactionSize: 256 << 10,
 		HeartbeatInterval:  Duration{time.Second},
+		MaxExportStreams:   64,
 		LogLevel:           "info",
 		Consensus: Consensus{
 			BatchSize:        r.Worker.BatchSize,
@@ -269,6 +273,9 @@ func (n *Node) Validate() error {
 	}
 	if n.HeartbeatInterval.Duration <= 0 {
 		errs = append(errs, errors.New("heartbeat_interval: must be > 0"))
+	}
+	if n.MaxExportStreams <= 0 {
+		errs = append(errs, errors.New("max_export_streams: must be > 0"))
 	}
 	if n.MaxTransactionSize <= 0 || n.MaxTransactionSize > narwhal.MaxTransactionSize {
 		errs = append(errs, fmt.Errorf("max_transaction_size: must be in 1..%d", narwhal.MaxTransactionSize))

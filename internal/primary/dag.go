@@ -211,11 +211,7 @@ func (p *Primary) onCertificateRequest(out *Output, from narwhal.AuthorityID, ds
 			}
 			continue
 		}
-		idx, ok := p.st.Get(store.CertDigestKey(d))
-		if !ok || len(idx) != 10 {
-			continue
-		}
-		raw, ok := p.st.Get(store.CertificateKey(binary.BigEndian.Uint64(idx), binary.BigEndian.Uint16(idx[8:])))
+		raw, ok := store.CertificateByDigest(p.st, d)
 		if !ok {
 			continue
 		}

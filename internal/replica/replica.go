@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/tezos-dsn/dsn/internal/bullshark"
@@ -82,6 +83,7 @@ type Replica struct {
 	w         *worker.Worker
 	p         *primary.Primary
 	b         *bullshark.Bullshark
+	st        store.Reader
 	committed uint64
 }
 
@@ -99,7 +101,7 @@ func New(cfg Config, committee *narwhal.Committee, v *narwhal.Verifier, self nar
 	if key.PublicKey() != committee.Authorities[self].BLSKey {
 		return nil, fmt.Errorf("bls key does not match committee entry %d (%s)", self, committee.Authorities[self].Name)
 	}
-	r := &Replica{cfg: cfg, committee: committee, self: self}
+	r := &Replica{cfg: cfg, committee: committee, self: self, st: st}
 	r.b = bullshark.New(committee, cfg.GCDepth)
 	if raw, ok := st.Get(store.ConsensusKey()); ok {
 		s, err := bullshark.DecodeState(raw)
@@ -128,11 +130,51 @@ func New(cfg Config, committee *narwhal.Committee, v *narwhal.Verifier, self nar
 	return r, nil
 }
 
-// Start returns what must be re-sent after a (re)start.
+// Start returns what must be re-sent after a (re)start: the primary's
+// latest header and certificate, and requests for the batches of committed
+// certificates still missing. It first audits the committed sub-DAGs that
+// no earlier run checked (a store from before missing-batch marks existed)
+// and marks their missing batches.
 func (r *Replica) Start() Output {
 	var out Output
+	r.fromWorker(&out, r.w.Start())
+	r.audit(&out)
 	r.fromPrimary(&out, r.p.Start())
 	return out
+}
+
+// audit marks the missing batches of committed sub-DAGs above the audited
+// index, up to the last committed one.
+func (r *Replica) audit(out *Output) {
+	var from uint64
+	if raw, ok := r.st.Get(store.AuditedKey()); ok && len(raw) == 8 {
+		from = binary.BigEndian.Uint64(raw)
+	}
+	if from >= r.committed {
+		return
+	}
+	for idx := from + 1; idx <= r.committed; idx++ {
+		raw, ok := r.st.Get(store.SubDAGKey(idx))
+		if !ok {
+			panic(fmt.Sprintf("replica: committed sub-DAG %d of %d is not stored", idx, r.committed))
+		}
+		rec, err := bullshark.DecodeRecord(raw)
+		if err != nil {
+			panic(fmt.Sprintf("replica: stored sub-DAG %d does not decode: %v", idx, err))
+		}
+		for _, d := range rec.Certificates {
+			raw, ok := store.CertificateByDigest(r.st, d)
+			if !ok {
+				panic(fmt.Sprintf("replica: certificate %s of committed sub-DAG %d is not stored", d.Short(), idx))
+			}
+			c, err := narwhal.DecodeCertificate(raw)
+			if err != nil {
+				panic(fmt.Sprintf("replica: stored certificate %s does not decode: %v", d.Short(), err))
+			}
+			r.fromWorker(out, r.w.FetchCommitted(c.Header.Payload, c.Author(), c.Round()))
+		}
+	}
+	out.Writes = append(out.Writes, store.Put(store.AuditedKey(), binary.BigEndian.AppendUint64(nil, r.committed)))
 }
 
 // Submit adds a client transaction. Its ticket comes back in Output.Acked.
@@ -217,10 +259,17 @@ func (r *Replica) fromPrimary(out *Output, po primary.Output) {
 			if c.Author() == r.self {
 				own = append(own, c.Round())
 			}
+			// Export serves every committed batch: those not stored yet are
+			// marked missing in this same write and fetched until stored,
+			// even once the GC horizon passes their round (a node catching
+			// up commits many rounds at once and overtakes its fetches).
+			r.fromWorker(out, r.w.FetchCommitted(c.Header.Payload, c.Author(), c.Round()))
 		}
 	}
 	r.committed = subdags[len(subdags)-1].Index
-	out.Writes = append(out.Writes, store.Put(store.ConsensusKey(), r.b.State().Encode()))
+	out.Writes = append(out.Writes,
+		store.Put(store.ConsensusKey(), r.b.State().Encode()),
+		store.Put(store.AuditedKey(), binary.BigEndian.AppendUint64(nil, r.committed)))
 	out.Committed = append(out.Committed, subdags...)
 	r.fromPrimary(out, r.p.Committed(own, r.b.LastCommitted(r.self)))
 	gc := r.b.GCRound()
@@ -231,16 +280,13 @@ func (r *Replica) fromPrimary(out *Output, po primary.Output) {
 // Status is a snapshot for metrics and tests.
 type Status struct {
 	primary.Status
-	Committed        uint64 // index of the last committed sub-DAG
-	BatchesSealed    uint64
-	BatchesFromPeers uint64
-	BatchesInFlight  int
-	BatchesFetching  int
+	Committed uint64 // index of the last committed sub-DAG
+	worker.Stats
 }
 
 // Status returns a snapshot for metrics and tests.
 func (r *Replica) Status() Status {
 	s := Status{Status: r.p.Status(), Committed: r.committed}
-	s.BatchesSealed, s.BatchesFromPeers, s.BatchesInFlight, s.BatchesFetching = r.w.Stats()
+	s.Stats = r.w.Stats()
 	return s
 }

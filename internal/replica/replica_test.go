@@ -368,3 +368,54 @@ func TestClusterBuildsCertifiedDAG(t *testing.T) {
 		t.Fatalf("%d messages rejected in an honest run", cl.errs)
 	}
 }
+
+// A node whose store lost batches of committed sub-DAGs, with no record of
+// which (a store from before missing-batch marks), audits its committed
+// sub-DAGs at start, marks the missing batches durably and fetches them
+// from its peers, whatever the GC horizon.
+func TestRestartAuditsCommittedBatches(t *testing.T) {
+	cl := newCluster(t, 4, 3)
+	const txs = 60
+	for k := 0; k < txs; k++ {
+		cl.submit(k%4, uint64(k), []byte(fmt.Sprintf("tx-%04d", k)))
+		cl.step(20)
+	}
+	if !cl.runUntil(600, func() bool { return cl.allOrdered(txs) }) {
+		t.Fatal("not ordered")
+	}
+	cl.crash(3)
+	var lost []narwhal.Digest
+	for _, s := range cl.subdags[3] {
+		for _, c := range s.Certificates {
+			if c.Author() != 3 {
+				lost = append(lost, c.Header.Payload...)
+			}
+		}
+	}
+	if len(lost) == 0 {
+		t.Fatal("no batch of another author was committed")
+	}
+	var ws []store.Write
+	for _, d := range lost {
+		ws = append(ws, store.Del(store.BatchKey(d)))
+	}
+	cl.stores[3].Apply(append(ws, store.Del(store.AuditedKey())))
+	cl.start(3)
+	for _, d := range lost {
+		if _, ok := cl.stores[3].Get(store.MissingKey(d)); !ok {
+			t.Fatalf("batch %s lost from a committed sub-DAG is not marked missing", d.Short())
+		}
+	}
+	if st := cl.reps[3].Status(); st.BatchesMissing != len(lost) {
+		t.Fatalf("missing %d, want %d", st.BatchesMissing, len(lost))
+	}
+	cl.runUntil(200, func() bool { return cl.reps[3].Status().BatchesMissing == 0 })
+	for _, d := range lost {
+		if _, ok := cl.stores[3].Get(store.BatchKey(d)); !ok {
+			t.Fatalf("batch %s was not fetched again", d.Short())
+		}
+		if _, ok := cl.stores[3].Get(store.MissingKey(d)); ok {
+			t.Fatalf("mark of batch %s survived it", d.Short())
+		}
+	}
+}

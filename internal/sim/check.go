@@ -25,6 +25,10 @@ func (s *Sim) batch(d narwhal.Digest) *narwhal.Batch {
 	return nil
 }
 
+// exportGraceMs is how long after a commit a node may still be fetching
+// its batches when the run ends (several fetch retries).
+const exportGraceMs = 1000
+
 // check runs every checker and returns the first failure.
 func (s *Sim) check() error {
 	var honest []int
@@ -126,6 +130,25 @@ func (s *Sim) check() error {
 			return fmt.Errorf("liveness: node %d committed %d sub-DAGs, the most advanced %d", i, len(s.nodes[i].subdags), len(longest))
 		}
 	}
+	// Export completeness: an honest node stores every batch of every
+	// sub-DAG it committed (its Export serves them), allowing in-flight
+	// fetches a grace period at the end of the run.
+	for _, i := range honest {
+		n := s.nodes[i]
+		for _, sd := range n.subdags {
+			if n.commitAt[sd.Index]+exportGraceMs > s.now {
+				continue
+			}
+			for _, c := range sd.Certificates {
+				for _, bd := range c.Header.Payload {
+					if _, ok := n.st.Get(store.BatchKey(bd)); !ok {
+						return fmt.Errorf("export: node %d lacks batch %s of sub-DAG %d (certificate %d/%d), committed at %d ms",
+							i, bd.Short(), sd.Index, c.Author(), c.Round(), n.commitAt[sd.Index])
+					}
+				}
+			}
+		}
+	}
 	// One certificate per author and round, across every store.
 	seen := map[[2]uint64]narwhal.Digest{}
 	for i, n := range s.nodes {
@@ -157,14 +180,9 @@ func (s *Sim) check() error {
 
 func (s *Sim) findCertificate(d narwhal.Digest) *narwhal.Certificate {
 	for _, n := range s.nodes {
-		if idx, ok := n.st.Get(store.CertDigestKey(d)); ok && len(idx) == 10 {
-			r := uint64(idx[0])<<56 | uint64(idx[1])<<48 | uint64(idx[2])<<40 | uint64(idx[3])<<32 | uint64(idx[4])<<24 | uint64(idx[5])<<16 | uint64(idx[6])<<8 | uint64(idx[7])
-			a := int(idx[8])<<8 | int(idx[9])
-			if raw, ok := n.st.Get(store.CertificateKey(r, uint16(a))); ok {
-				c, err := narwhal.DecodeCertificate(raw)
-				if err == nil {
-					return c
-				}
+		if raw, ok := store.CertificateByDigest(n.st, d); ok {
+			if c, err := narwhal.DecodeCertificate(raw); err == nil {
+				return c
 			}
 		}
 	}

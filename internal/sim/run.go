@@ -30,9 +30,17 @@ func Run(opts Options, trace bool) (Stats, string, error) {
 	s.now = end
 	s.stats.SimulatedMs = end
 	s.stats.CommitsAfterHeal = s.maxHonestIndex() - s.indexAtHeal
+	for i, n := range s.nodes {
+		if s.honest(i) {
+			s.stats.FetchedBelowGC += n.fetchedBelowGC
+			if n.up {
+				s.stats.FetchedBelowGC += n.rep.Status().FetchedBelowGC
+			}
+		}
+	}
 	err = s.check()
 	if err != nil {
-		err = fmt.Errorf("%w\n  options: %s\n  replay: make sim SEED=%d", err, opts, opts.Seed)
+		err = fmt.Errorf("%w\n  options: %s\n  replay: make sim SEED=%d MIX=%d", err, opts, opts.Seed, opts.Mix)
 	}
 	return s.stats, s.trace.String(), err
 }
@@ -58,6 +66,10 @@ func (s *Sim) schedule() {
 		at := uint64(s.rng.Int63n(int64(o.Faults*3/4 + 1)))
 		s.push(&event{at: at, kind: evCrash, node: i})
 		s.push(&event{at: at + 50 + uint64(s.rng.Int63n(int64(o.Faults/4+1))), kind: evRestart, node: i})
+	}
+	for _, i := range o.Outage {
+		s.push(&event{at: o.Faults / 10, kind: evCrash, node: i})
+		s.push(&event{at: o.Faults * 4 / 5, kind: evRestart, node: i})
 	}
 	// Liveness is measured from when every fault has healed.
 	s.push(&event{at: o.Faults + o.Faults/4 + 100, kind: evCheckpoint})

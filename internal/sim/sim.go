@@ -44,6 +44,7 @@ func (b Behaviour) String() string {
 // Options describe one run. Times are simulated milliseconds.
 type Options struct {
 	Seed   int64
+	Mix    int // the fault mix OptionsForMix expanded (for replay)
 	Nodes  int
 	Faults uint64 // length of the fault phase; transactions are submitted during it
 	Heal   uint64 // time after the faults heal, before the checks
@@ -59,6 +60,9 @@ type Options struct {
 	Partition bool
 	// Crashes is how many crash-and-restart events happen in the fault phase.
 	Crashes int
+	// Outage lists nodes that are down from a tenth to four fifths of the
+	// fault phase (many GC depths), then restart and catch up.
+	Outage []int
 	// Byzantine behaviour per node (nil: all honest).
 	Byzantine []Behaviour
 }
@@ -71,8 +75,8 @@ func (o Options) String() string {
 			byz = append(byz, fmt.Sprintf("%d:%s", i, b))
 		}
 	}
-	return fmt.Sprintf("seed=%d nodes=%d faults=%dms heal=%dms txs=%d delay=%d..%dms drop=%.2f dup=%.2f partition=%v crashes=%d byzantine=[%s]",
-		o.Seed, o.Nodes, o.Faults, o.Heal, o.Txs, o.MinDelay, o.MaxDelay, o.Drop, o.Duplicate, o.Partition, o.Crashes, strings.Join(byz, " "))
+	return fmt.Sprintf("seed=%d nodes=%d faults=%dms heal=%dms txs=%d delay=%d..%dms drop=%.2f dup=%.2f partition=%v crashes=%d outage=%v byzantine=[%s]",
+		o.Seed, o.Nodes, o.Faults, o.Heal, o.Txs, o.MinDelay, o.MaxDelay, o.Drop, o.Duplicate, o.Partition, o.Crashes, o.Outage, strings.Join(byz, " "))
 }
 
 // tickMs is the replicas' tick.
@@ -124,10 +128,14 @@ type simNode struct {
 	up      bool
 	group   int               // partition group
 	tickets map[uint64][]byte // submitted, not yet acknowledged
-	subdags []*replica.CommittedSubDAG
+	// fetchedBelowGC sums the worker counter over this node's earlier runs.
+	fetchedBelowGC uint64
+	subdags        []*replica.CommittedSubDAG
 	// commits since the start, across restarts, by index (restarts resume
 	// from the store, so an index may be reported again only if identical).
 	byIndex map[uint64]*replica.CommittedSubDAG
+	// commitAt is when each index was first committed here (simulated ms).
+	commitAt map[uint64]uint64
 }
 
 // Sim is one run in progress.
@@ -165,6 +173,9 @@ type Stats struct {
 	Acked            int
 	Ordered          int
 	CommitsAfterHeal uint64
+	// FetchedBelowGC counts committed batches that honest nodes stored after
+	// their GC horizon had passed the certificate (catch-up fetches).
+	FetchedBelowGC uint64
 }
 
 // New prepares a run; keys come from the seed.
@@ -211,7 +222,8 @@ func New(opts Options) (*Sim, error) {
 	s.cfg = replica.TestConfig()
 	s.cfg.GCDepth = 10 // small, so that runs cross the GC horizon
 	for i := 0; i < opts.Nodes; i++ {
-		n := &simNode{st: store.NewMemory(), tickets: map[uint64][]byte{}, byIndex: map[uint64]*replica.CommittedSubDAG{}}
+		n := &simNode{st: store.NewMemory(), tickets: map[uint64][]byte{}, byIndex: map[uint64]*replica.CommittedSubDAG{},
+			commitAt: map[uint64]uint64{}}
 		s.nodes = append(s.nodes, n)
 		if err := s.start(i); err != nil {
 			return nil, err
@@ -269,6 +281,7 @@ func (s *Sim) apply(i int, out replica.Output) {
 			continue
 		}
 		n.byIndex[sd.Index] = sd
+		n.commitAt[sd.Index] = s.now
 		n.subdags = append(n.subdags, sd)
 		s.tracef("commit n%d #%d leader %d/%d certs %d", i, sd.Index, sd.Leader.Author(), sd.Leader.Round(), len(sd.Certificates))
 	}

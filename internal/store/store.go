@@ -51,6 +51,8 @@ const (
 	PrefixCertDigest   = 'd' // d | digest            -> round u64 | author u16
 	PrefixSubDAG       = 's' // s | index u64         -> committed sub-DAG record
 	PrefixConsensus    = 'w' // w                     -> Bullshark state (watermarks, last index)
+	PrefixMissing      = 'm' // m | digest            -> author u16 | round u64: a batch of a committed certificate not stored yet
+	PrefixAudited      = 'a' // a                     -> index u64: committed sub-DAGs up to it have every batch stored or marked missing
 )
 
 // BatchKey names a stored batch.
@@ -79,8 +81,28 @@ func SubDAGKey(index uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{PrefixSubDAG}, index)
 }
 
+// MissingKey marks a batch that a committed certificate names and this node
+// does not store yet: the worker fetches it until it is stored, whatever the
+// GC horizon, and deletes the mark in the same write as the batch.
+func MissingKey(digest [32]byte) []byte { return append([]byte{PrefixMissing}, digest[:]...) }
+
+// AuditedKey names the index up to which committed sub-DAGs were checked
+// for missing batches (written with every commit; a store without it is
+// audited in full at start).
+func AuditedKey() []byte { return []byte{PrefixAudited} }
+
 // ConsensusKey names the Bullshark state record.
 func ConsensusKey() []byte { return []byte{PrefixConsensus} }
+
+// CertificateByDigest returns the canonical bytes of the stored certificate
+// with this digest, through its digest index.
+func CertificateByDigest(st Reader, digest [32]byte) ([]byte, bool) {
+	idx, ok := st.Get(CertDigestKey(digest))
+	if !ok || len(idx) != 10 {
+		return nil, false
+	}
+	return st.Get(CertificateKey(binary.BigEndian.Uint64(idx), binary.BigEndian.Uint16(idx[8:])))
+}
 
 // PrefixEnd returns the smallest key greater than every key with prefix p.
 func PrefixEnd(p []byte) []byte {

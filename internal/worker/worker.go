@@ -10,6 +10,7 @@
 package worker
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -57,10 +58,17 @@ type inflight struct {
 	since   int
 }
 
+// fetch is a batch this worker asks peers for. A fetch for a header that
+// is not committed ends at the GC horizon (nobody will need the batch); a
+// fetch for a batch of a committed certificate never does: Export must serve
+// every committed transaction, so the worker asks every peer in turn until
+// the batch is stored. Its durable mark (store.MissingKey) makes a restarted
+// worker resume it.
 type fetch struct {
-	round  uint64 // round of the header that needs it, for garbage collection
-	target narwhal.AuthorityID
-	since  int
+	round     uint64 // round of the header that needs it, for garbage collection
+	target    narwhal.AuthorityID
+	since     int
+	committed bool
 }
 
 // Worker is the worker core of one authority. Not safe for concurrent use.
@@ -80,6 +88,8 @@ type Worker struct {
 
 	fetching      map[narwhal.Digest]*fetch
 	fetchingOrder []narwhal.Digest
+	missing       int              // fetches with committed set
+	stale         []narwhal.Digest // missing marks of stored batches, found at start
 
 	// stored and storedOld remember recently stored batches (two
 	// generations, rotated every rotateTicks); older ones are in the store.
@@ -89,10 +99,14 @@ type Worker struct {
 	nextSeq    uint64
 	sealed     uint64
 	fromOthers uint64
+
+	gcRound        uint64
+	fetchedBelowGC uint64
 }
 
 // New returns a worker that resumes from st: pending sequence numbers
-// continue after the highest stored one.
+// continue after the highest stored one, and the batches of committed
+// certificates marked missing are fetched again (Start sends the requests).
 func New(cfg Config, committee *narwhal.Committee, self narwhal.AuthorityID, st store.Reader) *Worker {
 	w := &Worker{
 		cfg: cfg, committee: committee, self: self, st: st,
@@ -106,7 +120,53 @@ func New(cfg Config, committee *narwhal.Committee, self narwhal.AuthorityID, st 
 		}
 		return true
 	})
+	st.Scan([]byte{store.PrefixMissing}, store.PrefixEnd([]byte{store.PrefixMissing}), func(k, v []byte) bool {
+		if len(k) != 1+len(narwhal.Digest{}) || len(v) != 10 {
+			panic(fmt.Sprintf("worker: malformed missing-batch mark %x = %x", k, v))
+		}
+		d := narwhal.Digest(k[1:])
+		if w.Has(d) {
+			w.stale = append(w.stale, d) // stored by a write that outran the mark's deletion
+			return true
+		}
+		target := narwhal.AuthorityID(int(v[0])<<8 | int(v[1]))
+		if int(target) >= committee.Size() || target == self {
+			target = committee.NextPeer(self, self)
+		}
+		w.fetching[d] = &fetch{round: be64(v[2:]), target: target, committed: true}
+		w.fetchingOrder = append(w.fetchingOrder, d)
+		w.missing++
+		return true
+	})
 	return w
+}
+
+// Start returns the requests for every fetch resumed from the store.
+func (w *Worker) Start() Output {
+	var out Output
+	for _, d := range w.stale {
+		out.Writes = append(out.Writes, store.Del(store.MissingKey(d)))
+	}
+	w.stale = nil
+	w.request(&out, w.fetchingOrder)
+	return out
+}
+
+// request asks each fetch's current target for the given digests, one
+// message per target, in first-seen target order.
+func (w *Worker) request(out *Output, ds []narwhal.Digest) {
+	byTarget := map[narwhal.AuthorityID][]narwhal.Digest{}
+	var targets []narwhal.AuthorityID
+	for _, d := range ds {
+		t := w.fetching[d].target
+		if _, ok := byTarget[t]; !ok {
+			targets = append(targets, t)
+		}
+		byTarget[t] = append(byTarget[t], d)
+	}
+	for _, t := range targets {
+		out.Messages = append(out.Messages, narwhal.Envelope{To: t, Msg: &narwhal.BatchRequestMsg{Digests: byTarget[t]}})
+	}
 }
 
 func be64(b []byte) uint64 {
@@ -129,9 +189,25 @@ func (w *Worker) Has(d narwhal.Digest) bool {
 	return ok
 }
 
-// Stats reports counters for metrics.
-func (w *Worker) Stats() (sealed, fromOthers uint64, inflight, fetching int) {
-	return w.sealed, w.fromOthers, len(w.inflight), len(w.fetching)
+// Stats are the worker's counters, for metrics and tests.
+type Stats struct {
+	BatchesSealed    uint64 // batches this worker sealed
+	BatchesFromPeers uint64 // other workers' batches stored here
+	BatchesInFlight  int    // own batches waiting for a quorum of acknowledgements
+	BatchesFetching  int    // batches requested from peers
+	// BatchesMissing counts the fetches for committed certificates (Export
+	// waits for them); part of BatchesFetching.
+	BatchesMissing int
+	// FetchedBelowGC counts committed batches stored after the GC horizon
+	// had passed their certificate's round (a catch-up the GC would once
+	// have abandoned).
+	FetchedBelowGC uint64
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() Stats {
+	return Stats{BatchesSealed: w.sealed, BatchesFromPeers: w.fromOthers, BatchesInFlight: len(w.inflight),
+		BatchesFetching: len(w.fetching), BatchesMissing: w.missing, FetchedBelowGC: w.fetchedBelowGC}
 }
 
 // Submit adds a client transaction to the current batch. The ticket comes
@@ -172,8 +248,7 @@ func (w *Worker) Tick() Output {
 			}
 		}
 	}
-	retry := map[narwhal.AuthorityID][]narwhal.Digest{}
-	var targets []narwhal.AuthorityID
+	var retry []narwhal.Digest
 	for _, d := range w.fetchingOrder {
 		f := w.fetching[d]
 		if f.since++; f.since < w.cfg.RetryTicks {
@@ -181,14 +256,9 @@ func (w *Worker) Tick() Output {
 		}
 		f.since = 0
 		f.target = w.committee.NextPeer(f.target, w.self)
-		if _, ok := retry[f.target]; !ok {
-			targets = append(targets, f.target)
-		}
-		retry[f.target] = append(retry[f.target], d)
+		retry = append(retry, d)
 	}
-	for _, t := range targets {
-		out.Messages = append(out.Messages, narwhal.Envelope{To: t, Msg: &narwhal.BatchRequestMsg{Digests: retry[t]}})
-	}
+	w.request(&out, retry)
 	return out
 }
 
@@ -263,11 +333,48 @@ func (w *Worker) Fetch(digests []narwhal.Digest, author narwhal.AuthorityID, rou
 	return out
 }
 
-// GC drops fetches for headers at or below round.
+// FetchCommitted makes sure the batches of a committed certificate by
+// author get stored: each one not stored is marked missing durably and
+// fetched (first from the author) until it arrives, whatever the GC
+// horizon. A fetch already running for it is kept and made permanent.
+func (w *Worker) FetchCommitted(digests []narwhal.Digest, author narwhal.AuthorityID, round uint64) Output {
+	var out Output
+	var ask []narwhal.Digest
+	for _, d := range digests {
+		if w.Has(d) {
+			continue
+		}
+		f := w.fetching[d]
+		if f != nil && f.committed {
+			continue
+		}
+		target := author
+		if target == w.self {
+			// NB: an own batch is written when sealed, so this happens only
+			// if the store lost it; any peer that acknowledged it has it.
+			target = w.committee.NextPeer(author, w.self)
+		}
+		mark := binary.BigEndian.AppendUint64([]byte{byte(target >> 8), byte(target)}, round)
+		out.Writes = append(out.Writes, store.Put(store.MissingKey(d), mark))
+		w.missing++
+		if f != nil {
+			f.committed = true // already asked; the retry timer goes on
+			continue
+		}
+		w.fetching[d] = &fetch{round: round, target: target, committed: true}
+		w.fetchingOrder = append(w.fetchingOrder, d)
+		ask = append(ask, d)
+	}
+	w.request(&out, ask)
+	return out
+}
+
+// GC drops fetches for uncommitted headers at or below round.
 func (w *Worker) GC(round uint64) {
+	w.gcRound = max(w.gcRound, round)
 	kept := w.fetchingOrder[:0]
 	for _, d := range w.fetchingOrder {
-		if w.fetching[d].round <= round {
+		if f := w.fetching[d]; !f.committed && f.round <= round {
 			delete(w.fetching, d)
 			continue
 		}
@@ -288,7 +395,7 @@ func (w *Worker) Receive(from narwhal.AuthorityID, m narwhal.Message) (Output, e
 			w.stored[d] = true
 			w.fromOthers++
 			out.Stored = append(out.Stored, d)
-			w.fetchDone(d)
+			w.fetchDone(&out, d)
 		}
 		out.Messages = append(out.Messages, narwhal.Envelope{To: from, Msg: &narwhal.BatchAckMsg{Digest: d}})
 	case *narwhal.BatchAckMsg:
@@ -320,7 +427,7 @@ func (w *Worker) Receive(from narwhal.AuthorityID, m narwhal.Message) (Output, e
 			out.Messages = append(out.Messages, narwhal.Envelope{To: from, Msg: resp})
 		}
 	case *narwhal.BatchResponseMsg:
-		unasked := 0
+		unasked, stored := 0, 0
 		for i := range m.Batches {
 			d := m.Batches[i].Digest()
 			if w.fetching[d] == nil {
@@ -333,7 +440,11 @@ func (w *Worker) Receive(from narwhal.AuthorityID, m narwhal.Message) (Output, e
 			w.stored[d] = true
 			w.fromOthers++
 			out.Stored = append(out.Stored, d)
-			w.fetchDone(d)
+			w.fetchDone(&out, d)
+			stored++
+		}
+		if stored > 0 {
+			w.askAgain(&out, from)
 		}
 		if unasked > 0 {
 			return out, fmt.Errorf("worker: %d unrequested batches from %d", unasked, from)
@@ -344,8 +455,40 @@ func (w *Worker) Receive(from narwhal.AuthorityID, m narwhal.Message) (Output, e
 	return out, nil
 }
 
-func (w *Worker) fetchDone(d narwhal.Digest) {
-	if w.fetching[d] != nil {
+// askAgain pipelines a catch-up: a peer that just answered is asked at once
+// for the other batches still expected from it (a response is bounded by
+// MaxResponseBytes, so a long list takes several), instead of waiting for
+// the retry timer. It stops when the peer answers with nothing, because a
+// peer that has none of them sends no response.
+func (w *Worker) askAgain(out *Output, from narwhal.AuthorityID) {
+	var ask []narwhal.Digest
+	for _, d := range w.fetchingOrder {
+		if f := w.fetching[d]; f.target == from {
+			f.since = 0
+			ask = append(ask, d)
+			if len(ask) == maxRequestDigests {
+				break
+			}
+		}
+	}
+	if len(ask) > 0 {
+		out.Messages = append(out.Messages, narwhal.Envelope{To: from, Msg: &narwhal.BatchRequestMsg{Digests: ask}})
+	}
+}
+
+// maxRequestDigests bounds the digests of one pipelined request.
+const maxRequestDigests = 1000
+
+// fetchDone ends the fetch of a batch now stored, and its missing mark.
+func (w *Worker) fetchDone(out *Output, d narwhal.Digest) {
+	if f := w.fetching[d]; f != nil {
+		if f.committed {
+			out.Writes = append(out.Writes, store.Del(store.MissingKey(d)))
+			w.missing--
+			if f.round <= w.gcRound {
+				w.fetchedBelowGC++
+			}
+		}
 		delete(w.fetching, d)
 		w.fetchingOrder = slices.DeleteFunc(w.fetchingOrder, func(x narwhal.Digest) bool { return x == d })
 	}

@@ -142,3 +142,59 @@ func TestUnexpectedMessage(t *testing.T) {
 		t.Fatal("a primary message must be refused")
 	}
 }
+
+// A batch of a committed certificate is fetched until it is stored: the GC
+// horizon does not end the fetch, a restart resumes it from its durable
+// mark, and storing the batch deletes the mark.
+func TestCommittedFetchOutlivesGCAndRestart(t *testing.T) {
+	st := store.NewMemory()
+	w := New(cfg, committee(7), 0, st)
+	b := narwhal.Batch{Transactions: [][]byte{[]byte("committed")}}
+	d := b.Digest()
+	other := narwhal.Batch{Transactions: [][]byte{[]byte("uncommitted")}}
+	w.Fetch([]narwhal.Digest{other.Digest()}, 2, 4)
+	out := w.FetchCommitted([]narwhal.Digest{d}, 3, 5)
+	st.Apply(out.Writes)
+	if _, ok := st.Get(store.MissingKey(d)); !ok {
+		t.Fatal("no durable missing mark for a committed batch")
+	}
+	if m := msgsTo(out)[3]; len(m) != 1 {
+		t.Fatalf("the author must be asked first: %v", out.Messages)
+	}
+	w.GC(10)
+	if s := w.Stats(); s.BatchesFetching != 1 || s.BatchesMissing != 1 {
+		t.Fatalf("after GC: %+v; want only the committed fetch left", s)
+	}
+	// Retries rotate through the peers.
+	var asked []narwhal.AuthorityID
+	for range 3 * cfg.RetryTicks {
+		for to := range msgsTo(w.Tick()) {
+			asked = append(asked, to)
+		}
+	}
+	if len(asked) != 3 || asked[0] != 4 || asked[1] != 5 {
+		t.Fatalf("retries asked %v; want 4, 5, 6", asked)
+	}
+
+	// Restart: the mark brings the fetch back, and Start asks for it.
+	w = New(cfg, committee(7), 0, st)
+	out = w.Start()
+	if len(out.Messages) != 1 {
+		t.Fatalf("restart sent %d requests, want 1", len(out.Messages))
+	}
+	req := out.Messages[0].Msg.(*narwhal.BatchRequestMsg)
+	if len(req.Digests) != 1 || req.Digests[0] != d {
+		t.Fatalf("restart asked for %v", req.Digests)
+	}
+	out, err := w.Receive(out.Messages[0].To, &narwhal.BatchResponseMsg{Batches: []narwhal.Batch{b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Apply(out.Writes)
+	if _, ok := st.Get(store.MissingKey(d)); ok {
+		t.Fatal("the missing mark survived the batch")
+	}
+	if s := w.Stats(); s.BatchesFetching != 0 || s.BatchesMissing != 0 || s.FetchedBelowGC != 0 {
+		t.Fatalf("after the response: %+v", s)
+	}
+}

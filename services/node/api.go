@@ -3,16 +3,12 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
-	"github.com/tezos-dsn/dsn/internal/bullshark"
-	"github.com/tezos-dsn/dsn/internal/store"
 )
 
 // txServer is the client-facing Transactions service.
@@ -103,104 +99,4 @@ func (s *txServer) SubmitTransactionStream(st dsnv1.Transactions_SubmitTransacti
 		return submitStatus(firstErr)
 	}
 	return st.SendAndClose(&dsnv1.SubmitTransactionStreamResponse{Accepted: accepted})
-}
-
-// exportServer streams committed sub-DAGs (pre-blocks).
-type exportServer struct {
-	dsnv1.UnimplementedExportServer
-	n *Node
-}
-
-// Export replays pre-blocks from the store and then follows new commits;
-// the same loop serves both, so the switch from history to live has no gap.
-// A batch not fetched yet delays the stream (with heartbeats), never skips.
-func (s *exportServer) Export(req *dsnv1.ExportRequest, st dsnv1.Export_ExportServer) error {
-	n := s.n
-	ctx := st.Context()
-	next := req.From + 1
-	if req.From == ^uint64(0) {
-		return status.Error(codes.InvalidArgument, "from: no index follows 2^64-1")
-	}
-	hb := time.NewTicker(n.cfg.HeartbeatInterval.Duration)
-	defer hb.Stop()
-	for {
-		head, changed := n.Head()
-		if next <= head {
-			pb, err := loadPreBlock(n.store, next)
-			if err == nil {
-				if err := st.Send(&dsnv1.ExportResponse{Item: &dsnv1.ExportResponse_PreBlock{PreBlock: pb}}); err != nil {
-					return err
-				}
-				next++
-				continue
-			}
-			if !errors.Is(err, errNotYet) {
-				n.log.Error("export", "index", next, "err", err)
-				return status.Errorf(codes.Internal, "pre-block %d: %v", next, err)
-			}
-			select { // the batch is being fetched: poll, keep the heartbeat
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-n.stopped:
-				return status.Error(codes.Unavailable, "node stopping")
-			case <-time.After(20 * time.Millisecond):
-				continue
-			case <-hb.C:
-			}
-		} else {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-n.stopped:
-				return status.Error(codes.Unavailable, "node stopping")
-			case <-changed:
-				continue
-			case <-hb.C:
-			}
-		}
-		if err := st.Send(&dsnv1.ExportResponse{Item: &dsnv1.ExportResponse_Heartbeat{Heartbeat: &dsnv1.Heartbeat{
-			Head: head, UnixMs: uint64(time.Now().UnixMilli())}}}); err != nil {
-			return err
-		}
-	}
-}
-
-// errNotYet: a committed sub-DAG whose batches this node is still fetching.
-var errNotYet = errors.New("node: batches not stored yet")
-
-// loadPreBlock assembles pre-block idx from the store.
-func loadPreBlock(st *pebbleStore, idx uint64) (*dsnv1.PreBlock, error) {
-	raw, ok := st.Get(store.SubDAGKey(idx))
-	if !ok {
-		return nil, fmt.Errorf("sub-DAG %d not stored", idx)
-	}
-	rec, err := bullshark.DecodeRecord(raw)
-	if err != nil {
-		return nil, err
-	}
-	pb := &dsnv1.PreBlock{Index: rec.Index, Leader: rec.Leader[:], CommitTimestamp: rec.CommitTimestamp}
-	for _, d := range rec.Certificates {
-		cert, c, err := loadCertificate(st, d)
-		if err != nil {
-			return nil, err
-		}
-		pb.Certificates = append(pb.Certificates, cert)
-		bs := &dsnv1.CertificateBatches{}
-		for _, bd := range c.Header.Payload {
-			b, ok := st.Get(store.BatchKey(bd))
-			if !ok {
-				return nil, fmt.Errorf("batch %s of sub-DAG %d: %w", bd.Short(), idx, errNotYet)
-			}
-			bs.Batches = append(bs.Batches, b)
-		}
-		pb.Batches = append(pb.Batches, bs)
-	}
-	for _, d := range rec.Support {
-		cert, _, err := loadCertificate(st, d)
-		if err != nil {
-			return nil, err
-		}
-		pb.Support = append(pb.Support, cert)
-	}
-	return pb, nil
 }

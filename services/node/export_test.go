@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
+	"github.com/tezos-dsn/dsn/internal/preblock"
 	"github.com/tezos-dsn/dsn/services/node/nodetest"
 )
 
@@ -40,16 +41,16 @@ func TestExportReplaysThenFollowsWithoutGaps(t *testing.T) {
 	}
 	next := k + 1
 	heartbeats := 0
+	rd := preblock.NewReader(st)
 	for len(want) > 0 {
-		r, err := st.Recv()
+		pb, hb, err := rd.PreBlock()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.GetHeartbeat() != nil {
+		if hb != nil {
 			heartbeats++
 			continue
 		}
-		pb := r.GetPreBlock()
 		if pb.Index != next {
 			t.Fatalf("got pre-block %d, want %d", pb.Index, next)
 		}

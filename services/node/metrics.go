@@ -13,6 +13,10 @@ type metrics struct {
 	round, dagRound, gcRound, committed  prometheus.Gauge
 	dagSize, suspended, queue, inflight  prometheus.Gauge
 	batchesSealed, batchesFromPeers      prometheus.Gauge
+	batchesFetching, batchesMissing      prometheus.Gauge
+	exportStreams                        prometheus.Gauge
+	exported, exportRefused              prometheus.Counter
+	logSuppressed                        prometheus.Counter
 	messagesIn, messagesOut, badMessages prometheus.Counter
 	bytesIn, bytesOut                    prometheus.Counter
 	rejected                             prometheus.Counter
@@ -46,6 +50,12 @@ func newMetrics() *metrics {
 		inflight:         g("uncommitted_own_headers", "Own certified headers not yet committed."),
 		batchesSealed:    g("batches_sealed", "Batches sealed by this worker."),
 		batchesFromPeers: g("batches_from_peers", "Batches of other workers stored here."),
+		batchesFetching:  g("batches_fetching", "Batches requested from peers and not stored yet."),
+		batchesMissing:   g("committed_batches_missing", "Batches of committed certificates not stored yet (Export waits for them)."),
+		exportStreams:    g("export_streams", "Export streams being served."),
+		exported:         c("exported_preblocks_total", "Pre-blocks sent on Export streams."),
+		exportRefused:    c("export_refused_total", "Export calls refused because max_export_streams were open."),
+		logSuppressed:    c("log_lines_suppressed_total", "Log lines dropped by per-peer rate limiting."),
 		messagesIn:       c("messages_in_total", "Node-to-node messages received."),
 		messagesOut:      c("messages_out_total", "Node-to-node messages sent."),
 		bytesIn:          c("bytes_in_total", "Node-to-node bytes received."),

@@ -164,10 +164,12 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	api := grpc.NewServer(grpc.MaxRecvMsgSize(narwhal.MaxTransactionSize + 1024))
+	// An oversize transaction is refused by gRPC before it is buffered:
+	// the receive limit follows the configured size (plus framing).
+	api := grpc.NewServer(grpc.MaxRecvMsgSize(n.cfg.MaxTransactionSize + 1024))
 	dsnv1.RegisterTransactionsServer(api, &txServer{n: n})
 	exp := grpc.NewServer()
-	dsnv1.RegisterExportServer(exp, &exportServer{n: n})
+	dsnv1.RegisterExportServer(exp, newExportServer(n))
 	for _, s := range []struct {
 		srv *grpc.Server
 		lis net.Listener
@@ -400,6 +402,8 @@ func (n *Node) updateStatus() {
 	n.metrics.inflight.Set(float64(s.InFlight))
 	n.metrics.batchesSealed.Set(float64(s.BatchesSealed))
 	n.metrics.batchesFromPeers.Set(float64(s.BatchesFromPeers))
+	n.metrics.batchesFetching.Set(float64(s.BatchesFetching))
+	n.metrics.batchesMissing.Set(float64(s.BatchesMissing))
 }
 
 // Head returns the last committed index and a channel closed at the next commit.

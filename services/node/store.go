@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -55,6 +54,25 @@ func (s *pebbleStore) Get(key []byte) ([]byte, bool) {
 	out := append([]byte(nil), v...)
 	closer.Close()
 	return out, true
+}
+
+// Size returns the length of key's value without copying it.
+func (s *pebbleStore) Size(key []byte) (int, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, false
+	}
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false
+	}
+	if err != nil {
+		panic(fmt.Sprintf("node: store read %x: %v", key, err))
+	}
+	n := len(v)
+	closer.Close()
+	return n, true
 }
 
 // Scan implements store.Reader.
@@ -124,11 +142,7 @@ func (quietLogger) Fatalf(format string, args ...any) {
 
 // loadCertificate returns a stored certificate's canonical bytes and value.
 func loadCertificate(st *pebbleStore, d narwhal.Digest) ([]byte, *narwhal.Certificate, error) {
-	idx, ok := st.Get(store.CertDigestKey(d))
-	if !ok || len(idx) != 10 {
-		return nil, nil, fmt.Errorf("certificate %s not indexed", d.Short())
-	}
-	raw, ok := st.Get(store.CertificateKey(binary.BigEndian.Uint64(idx), binary.BigEndian.Uint16(idx[8:])))
+	raw, ok := store.CertificateByDigest(st, d)
 	if !ok {
 		return nil, nil, fmt.Errorf("certificate %s not stored", d.Short())
 	}

@@ -72,8 +72,11 @@ type ExportResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Item:
 	//
-	//	*ExportResponse_PreBlock
 	//	*ExportResponse_Heartbeat
+	//	*ExportResponse_Start
+	//	*ExportResponse_Certificate
+	//	*ExportResponse_Batch
+	//	*ExportResponse_End
 	Item          isExportResponse_Item `protobuf_oneof:"item"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -116,15 +119,6 @@ func (x *ExportResponse) GetItem() isExportResponse_Item {
 	return nil
 }
 
-func (x *ExportResponse) GetPreBlock() *PreBlock {
-	if x != nil {
-		if x, ok := x.Item.(*ExportResponse_PreBlock); ok {
-			return x.PreBlock
-		}
-	}
-	return nil
-}
-
 func (x *ExportResponse) GetHeartbeat() *Heartbeat {
 	if x != nil {
 		if x, ok := x.Item.(*ExportResponse_Heartbeat); ok {
@@ -134,29 +128,87 @@ func (x *ExportResponse) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
-type isExportResponse_Item interface {
-	isExportResponse_Item()
+func (x *ExportResponse) GetStart() *PreBlockStart {
+	if x != nil {
+		if x, ok := x.Item.(*ExportResponse_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
 }
 
-type ExportResponse_PreBlock struct {
-	PreBlock *PreBlock `protobuf:"bytes,1,opt,name=pre_block,json=preBlock,proto3,oneof"`
+func (x *ExportResponse) GetCertificate() *CertificatePart {
+	if x != nil {
+		if x, ok := x.Item.(*ExportResponse_Certificate); ok {
+			return x.Certificate
+		}
+	}
+	return nil
+}
+
+func (x *ExportResponse) GetBatch() *BatchPart {
+	if x != nil {
+		if x, ok := x.Item.(*ExportResponse_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
+func (x *ExportResponse) GetEnd() *PreBlockEnd {
+	if x != nil {
+		if x, ok := x.Item.(*ExportResponse_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+type isExportResponse_Item interface {
+	isExportResponse_Item()
 }
 
 type ExportResponse_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
 }
 
-func (*ExportResponse_PreBlock) isExportResponse_Item() {}
+type ExportResponse_Start struct {
+	Start *PreBlockStart `protobuf:"bytes,3,opt,name=start,proto3,oneof"`
+}
+
+type ExportResponse_Certificate struct {
+	Certificate *CertificatePart `protobuf:"bytes,4,opt,name=certificate,proto3,oneof"`
+}
+
+type ExportResponse_Batch struct {
+	Batch *BatchPart `protobuf:"bytes,5,opt,name=batch,proto3,oneof"`
+}
+
+type ExportResponse_End struct {
+	End *PreBlockEnd `protobuf:"bytes,6,opt,name=end,proto3,oneof"`
+}
 
 func (*ExportResponse_Heartbeat) isExportResponse_Item() {}
 
-// Heartbeat says the stream is alive while nothing new is committed.
+func (*ExportResponse_Start) isExportResponse_Item() {}
+
+func (*ExportResponse_Certificate) isExportResponse_Item() {}
+
+func (*ExportResponse_Batch) isExportResponse_Item() {}
+
+func (*ExportResponse_End) isExportResponse_Item() {}
+
+// Heartbeat says the stream is alive while nothing new is sent.
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Head          uint64                 `protobuf:"varint,1,opt,name=head,proto3" json:"head,omitempty"`                   // highest committed index on this node
-	UnixMs        uint64                 `protobuf:"varint,2,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"` // node clock
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Head   uint64                 `protobuf:"varint,1,opt,name=head,proto3" json:"head,omitempty"`                   // highest committed index on this node
+	UnixMs uint64                 `protobuf:"varint,2,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"` // node clock
+	// When non-zero: the stream waits for pre-block `waiting_for`, committed
+	// but with `missing_batches` batches this node is still fetching.
+	WaitingFor     uint64 `protobuf:"varint,3,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
+	MissingBatches uint32 `protobuf:"varint,4,opt,name=missing_batches,json=missingBatches,proto3" json:"missing_batches,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -203,9 +255,281 @@ func (x *Heartbeat) GetUnixMs() uint64 {
 	return 0
 }
 
-// PreBlock is one committed sub-DAG with everything needed to verify it.
-// Certificates and batches are their canonical encodings (internal/narwhal):
+func (x *Heartbeat) GetWaitingFor() uint64 {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetMissingBatches() uint32 {
+	if x != nil {
+		return x.MissingBatches
+	}
+	return 0
+}
+
+// PreBlockStart opens pre-block `index` and says what follows.
+type PreBlockStart struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Index           uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Leader          []byte                 `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`                                           // leader certificate digest, 32 bytes
+	CommitTimestamp uint64                 `protobuf:"varint,3,opt,name=commit_timestamp,json=commitTimestamp,proto3" json:"commit_timestamp,omitempty"` // unix ms, non-decreasing
+	Certificates    uint32                 `protobuf:"varint,4,opt,name=certificates,proto3" json:"certificates,omitempty"`                              // CertificatePart messages with support = false
+	Support         uint32                 `protobuf:"varint,5,opt,name=support,proto3" json:"support,omitempty"`                                        // CertificatePart messages with support = true
+	Batches         uint32                 `protobuf:"varint,6,opt,name=batches,proto3" json:"batches,omitempty"`                                        // batches in all (each one or more BatchPart)
+	BatchBytes      uint64                 `protobuf:"varint,7,opt,name=batch_bytes,json=batchBytes,proto3" json:"batch_bytes,omitempty"`                // canonical bytes of all batches together
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PreBlockStart) Reset() {
+	*x = PreBlockStart{}
+	mi := &file_dsn_v1_export_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreBlockStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreBlockStart) ProtoMessage() {}
+
+func (x *PreBlockStart) ProtoReflect() protoreflect.Message {
+	mi := &file_dsn_v1_export_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreBlockStart.ProtoReflect.Descriptor instead.
+func (*PreBlockStart) Descriptor() ([]byte, []int) {
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PreBlockStart) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PreBlockStart) GetLeader() []byte {
+	if x != nil {
+		return x.Leader
+	}
+	return nil
+}
+
+func (x *PreBlockStart) GetCommitTimestamp() uint64 {
+	if x != nil {
+		return x.CommitTimestamp
+	}
+	return 0
+}
+
+func (x *PreBlockStart) GetCertificates() uint32 {
+	if x != nil {
+		return x.Certificates
+	}
+	return 0
+}
+
+func (x *PreBlockStart) GetSupport() uint32 {
+	if x != nil {
+		return x.Support
+	}
+	return 0
+}
+
+func (x *PreBlockStart) GetBatches() uint32 {
+	if x != nil {
+		return x.Batches
+	}
+	return 0
+}
+
+func (x *PreBlockStart) GetBatchBytes() uint64 {
+	if x != nil {
+		return x.BatchBytes
+	}
+	return 0
+}
+
+// CertificatePart is one certificate's canonical encoding (internal/narwhal):
 // digests and signatures are computed over exactly these bytes.
+type CertificatePart struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Certificate []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// A certificate of round leader+1 that committed the leader directly
+	// (after all the sub-DAG's certificates and their batches).
+	Support bool `protobuf:"varint,2,opt,name=support,proto3" json:"support,omitempty"`
+	// The batches (BatchPart sequences) that follow: the header's payload
+	// length; 0 for support certificates.
+	Batches       uint32 `protobuf:"varint,3,opt,name=batches,proto3" json:"batches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CertificatePart) Reset() {
+	*x = CertificatePart{}
+	mi := &file_dsn_v1_export_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CertificatePart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CertificatePart) ProtoMessage() {}
+
+func (x *CertificatePart) ProtoReflect() protoreflect.Message {
+	mi := &file_dsn_v1_export_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CertificatePart.ProtoReflect.Descriptor instead.
+func (*CertificatePart) Descriptor() ([]byte, []int) {
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CertificatePart) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *CertificatePart) GetSupport() bool {
+	if x != nil {
+		return x.Support
+	}
+	return false
+}
+
+func (x *CertificatePart) GetBatches() uint32 {
+	if x != nil {
+		return x.Batches
+	}
+	return 0
+}
+
+// BatchPart is a piece of one batch's canonical encoding; the batches of a
+// certificate follow it in header payload order.
+type BatchPart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Last          bool                   `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"` // the batch's final piece
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchPart) Reset() {
+	*x = BatchPart{}
+	mi := &file_dsn_v1_export_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchPart) ProtoMessage() {}
+
+func (x *BatchPart) ProtoReflect() protoreflect.Message {
+	mi := &file_dsn_v1_export_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchPart.ProtoReflect.Descriptor instead.
+func (*BatchPart) Descriptor() ([]byte, []int) {
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BatchPart) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BatchPart) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+// PreBlockEnd closes pre-block `index`.
+type PreBlockEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreBlockEnd) Reset() {
+	*x = PreBlockEnd{}
+	mi := &file_dsn_v1_export_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreBlockEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreBlockEnd) ProtoMessage() {}
+
+func (x *PreBlockEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_dsn_v1_export_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreBlockEnd.ProtoReflect.Descriptor instead.
+func (*PreBlockEnd) Descriptor() ([]byte, []int) {
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PreBlockEnd) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// PreBlock is a whole pre-block as internal/preblock reassembles it (it is
+// not sent as one message). Certificates and batches are their canonical
+// encodings.
 type PreBlock struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Index           uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -220,7 +544,7 @@ type PreBlock struct {
 
 func (x *PreBlock) Reset() {
 	*x = PreBlock{}
-	mi := &file_dsn_v1_export_proto_msgTypes[3]
+	mi := &file_dsn_v1_export_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -232,7 +556,7 @@ func (x *PreBlock) String() string {
 func (*PreBlock) ProtoMessage() {}
 
 func (x *PreBlock) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[3]
+	mi := &file_dsn_v1_export_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -245,7 +569,7 @@ func (x *PreBlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreBlock.ProtoReflect.Descriptor instead.
 func (*PreBlock) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{3}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PreBlock) GetIndex() uint64 {
@@ -300,7 +624,7 @@ type CertificateBatches struct {
 
 func (x *CertificateBatches) Reset() {
 	*x = CertificateBatches{}
-	mi := &file_dsn_v1_export_proto_msgTypes[4]
+	mi := &file_dsn_v1_export_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +636,7 @@ func (x *CertificateBatches) String() string {
 func (*CertificateBatches) ProtoMessage() {}
 
 func (x *CertificateBatches) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[4]
+	mi := &file_dsn_v1_export_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +649,7 @@ func (x *CertificateBatches) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateBatches.ProtoReflect.Descriptor instead.
 func (*CertificateBatches) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{4}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CertificateBatches) GetBatches() [][]byte {
@@ -341,14 +665,38 @@ const file_dsn_v1_export_proto_rawDesc = "" +
 	"\n" +
 	"\x13dsn/v1/export.proto\x12\x06dsn.v1\"#\n" +
 	"\rExportRequest\x12\x12\n" +
-	"\x04from\x18\x01 \x01(\x04R\x04from\"|\n" +
-	"\x0eExportResponse\x12/\n" +
-	"\tpre_block\x18\x01 \x01(\v2\x10.dsn.v1.PreBlockH\x00R\bpreBlock\x121\n" +
-	"\theartbeat\x18\x02 \x01(\v2\x11.dsn.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
-	"\x04item\"8\n" +
+	"\x04from\x18\x01 \x01(\x04R\x04from\"\x91\x02\n" +
+	"\x0eExportResponse\x121\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x11.dsn.v1.HeartbeatH\x00R\theartbeat\x12-\n" +
+	"\x05start\x18\x03 \x01(\v2\x15.dsn.v1.PreBlockStartH\x00R\x05start\x12;\n" +
+	"\vcertificate\x18\x04 \x01(\v2\x17.dsn.v1.CertificatePartH\x00R\vcertificate\x12)\n" +
+	"\x05batch\x18\x05 \x01(\v2\x11.dsn.v1.BatchPartH\x00R\x05batch\x12'\n" +
+	"\x03end\x18\x06 \x01(\v2\x13.dsn.v1.PreBlockEndH\x00R\x03endB\x06\n" +
+	"\x04itemJ\x04\b\x01\x10\x02\"\x82\x01\n" +
 	"\tHeartbeat\x12\x12\n" +
 	"\x04head\x18\x01 \x01(\x04R\x04head\x12\x17\n" +
-	"\aunix_ms\x18\x02 \x01(\x04R\x06unixMs\"\xd7\x01\n" +
+	"\aunix_ms\x18\x02 \x01(\x04R\x06unixMs\x12\x1f\n" +
+	"\vwaiting_for\x18\x03 \x01(\x04R\n" +
+	"waitingFor\x12'\n" +
+	"\x0fmissing_batches\x18\x04 \x01(\rR\x0emissingBatches\"\xe1\x01\n" +
+	"\rPreBlockStart\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\fR\x06leader\x12)\n" +
+	"\x10commit_timestamp\x18\x03 \x01(\x04R\x0fcommitTimestamp\x12\"\n" +
+	"\fcertificates\x18\x04 \x01(\rR\fcertificates\x12\x18\n" +
+	"\asupport\x18\x05 \x01(\rR\asupport\x12\x18\n" +
+	"\abatches\x18\x06 \x01(\rR\abatches\x12\x1f\n" +
+	"\vbatch_bytes\x18\a \x01(\x04R\n" +
+	"batchBytes\"g\n" +
+	"\x0fCertificatePart\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x18\n" +
+	"\asupport\x18\x02 \x01(\bR\asupport\x12\x18\n" +
+	"\abatches\x18\x03 \x01(\rR\abatches\"3\n" +
+	"\tBatchPart\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\bR\x04last\"#\n" +
+	"\vPreBlockEnd\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xd7\x01\n" +
 	"\bPreBlock\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\fR\x06leader\x12)\n" +
@@ -373,25 +721,32 @@ func file_dsn_v1_export_proto_rawDescGZIP() []byte {
 	return file_dsn_v1_export_proto_rawDescData
 }
 
-var file_dsn_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_dsn_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_dsn_v1_export_proto_goTypes = []any{
 	(*ExportRequest)(nil),      // 0: dsn.v1.ExportRequest
 	(*ExportResponse)(nil),     // 1: dsn.v1.ExportResponse
 	(*Heartbeat)(nil),          // 2: dsn.v1.Heartbeat
-	(*PreBlock)(nil),           // 3: dsn.v1.PreBlock
-	(*CertificateBatches)(nil), // 4: dsn.v1.CertificateBatches
+	(*PreBlockStart)(nil),      // 3: dsn.v1.PreBlockStart
+	(*CertificatePart)(nil),    // 4: dsn.v1.CertificatePart
+	(*BatchPart)(nil),          // 5: dsn.v1.BatchPart
+	(*PreBlockEnd)(nil),        // 6: dsn.v1.PreBlockEnd
+	(*PreBlock)(nil),           // 7: dsn.v1.PreBlock
+	(*CertificateBatches)(nil), // 8: dsn.v1.CertificateBatches
 }
 var file_dsn_v1_export_proto_depIdxs = []int32{
-	3, // 0: dsn.v1.ExportResponse.pre_block:type_name -> dsn.v1.PreBlock
-	2, // 1: dsn.v1.ExportResponse.heartbeat:type_name -> dsn.v1.Heartbeat
-	4, // 2: dsn.v1.PreBlock.batches:type_name -> dsn.v1.CertificateBatches
-	0, // 3: dsn.v1.Export.Export:input_type -> dsn.v1.ExportRequest
-	1, // 4: dsn.v1.Export.Export:output_type -> dsn.v1.ExportResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	2, // 0: dsn.v1.ExportResponse.heartbeat:type_name -> dsn.v1.Heartbeat
+	3, // 1: dsn.v1.ExportResponse.start:type_name -> dsn.v1.PreBlockStart
+	4, // 2: dsn.v1.ExportResponse.certificate:type_name -> dsn.v1.CertificatePart
+	5, // 3: dsn.v1.ExportResponse.batch:type_name -> dsn.v1.BatchPart
+	6, // 4: dsn.v1.ExportResponse.end:type_name -> dsn.v1.PreBlockEnd
+	8, // 5: dsn.v1.PreBlock.batches:type_name -> dsn.v1.CertificateBatches
+	0, // 6: dsn.v1.Export.Export:input_type -> dsn.v1.ExportRequest
+	1, // 7: dsn.v1.Export.Export:output_type -> dsn.v1.ExportResponse
+	7, // [7:8] is the sub-list for method output_type
+	6, // [6:7] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_dsn_v1_export_proto_init() }
@@ -400,8 +755,11 @@ func file_dsn_v1_export_proto_init() {
 		return
 	}
 	file_dsn_v1_export_proto_msgTypes[1].OneofWrappers = []any{
-		(*ExportResponse_PreBlock)(nil),
 		(*ExportResponse_Heartbeat)(nil),
+		(*ExportResponse_Start)(nil),
+		(*ExportResponse_Certificate)(nil),
+		(*ExportResponse_Batch)(nil),
+		(*ExportResponse_End)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -409,7 +767,7 @@ func file_dsn_v1_export_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dsn_v1_export_proto_rawDesc), len(file_dsn_v1_export_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

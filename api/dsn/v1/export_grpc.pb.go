@@ -31,6 +31,24 @@ type ExportClient interface {
 	// Export streams pre-blocks from index `from`+1 on: first from disk, then
 	// live, without gaps, with heartbeats while there is nothing new. A `from`
 	// beyond the head waits.
+	//
+	// A pre-block has no size bound (a node catching up can commit hundreds
+	// of megabytes in one sub-DAG), so it travels in parts: every message
+	// carries at most 1 MiB of batch data, or one certificate, or a header:
+	//
+	//	PreBlockStart
+	//	for each certificate, in linearized order:
+	//	  CertificatePart (support = false)
+	//	  for each batch its header names, in payload order:
+	//	    BatchPart ... (the batch's canonical bytes, split; last = true on the final one)
+	//	for each support certificate: CertificatePart (support = true)
+	//	PreBlockEnd
+	//
+	// Heartbeats may come between pre-blocks, never inside one. A stream that
+	// breaks inside a pre-block is resumed with `from` = the last index whose
+	// PreBlockEnd arrived. `internal/preblock` reassembles the parts.
+	// A node serves a bounded number of streams at once; beyond it a new call
+	// gets RESOURCE_EXHAUSTED.
 	Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportResponse], error)
 }
 
@@ -68,6 +86,24 @@ type ExportServer interface {
 	// Export streams pre-blocks from index `from`+1 on: first from disk, then
 	// live, without gaps, with heartbeats while there is nothing new. A `from`
 	// beyond the head waits.
+	//
+	// A pre-block has no size bound (a node catching up can commit hundreds
+	// of megabytes in one sub-DAG), so it travels in parts: every message
+	// carries at most 1 MiB of batch data, or one certificate, or a header:
+	//
+	//	PreBlockStart
+	//	for each certificate, in linearized order:
+	//	  CertificatePart (support = false)
+	//	  for each batch its header names, in payload order:
+	//	    BatchPart ... (the batch's canonical bytes, split; last = true on the final one)
+	//	for each support certificate: CertificatePart (support = true)
+	//	PreBlockEnd
+	//
+	// Heartbeats may come between pre-blocks, never inside one. A stream that
+	// breaks inside a pre-block is resumed with `from` = the last index whose
+	// PreBlockEnd arrived. `internal/preblock` reassembles the parts.
+	// A node serves a bounded number of streams at once; beyond it a new call
+	// gets RESOURCE_EXHAUSTED.
 	Export(*ExportRequest, grpc.ServerStreamingServer[ExportResponse]) error
 	mustEmbedUnimplementedExportServer()
 }

@@ -21,6 +21,7 @@ import (
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/config"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/preblock"
 	"github.com/tezos-dsn/dsn/services/node"
 )
 
@@ -225,15 +226,16 @@ func (cl *Cluster) ReadExport(ctx context.Context, i int, from uint64, stop func
 		return nil, err
 	}
 	var got []*dsnv1.PreBlock
+	rd := preblock.NewReader(st)
 	for {
-		r, err := st.Recv()
+		pb, _, err := rd.PreBlock()
 		if err == io.EOF {
 			return got, fmt.Errorf("export stream ended")
 		}
 		if err != nil {
 			return got, err
 		}
-		if pb := r.GetPreBlock(); pb != nil {
+		if pb != nil {
 			got = append(got, pb)
 			if stop(pb) {
 				return got, nil
