@@ -16,7 +16,7 @@ type metrics struct {
 	batchesFetching, batchesMissing      prometheus.Gauge
 	exportStreams                        prometheus.Gauge
 	exported, exportRefused              prometheus.Counter
-	logSuppressed                        prometheus.Counter
+	logSuppressed, handshakesRejected    prometheus.Counter
 	messagesIn, messagesOut, badMessages prometheus.Counter
 	bytesIn, bytesOut                    prometheus.Counter
 	rejected                             prometheus.Counter
@@ -39,31 +39,32 @@ func newMetrics() *metrics {
 		return x
 	}
 	m := &metrics{
-		reg:              reg,
-		round:            g("round", "Round of the last header this node proposed."),
-		dagRound:         g("dag_round", "Highest round with an accepted certificate."),
-		gcRound:          g("gc_round", "Garbage-collection horizon."),
-		committed:        g("committed_subdags", "Index of the last committed sub-DAG."),
-		dagSize:          g("dag_certificates", "Certificates in memory (above the GC horizon)."),
-		suspended:        g("suspended_certificates", "Certificates waiting for missing ancestors."),
-		queue:            g("pending_digests", "Own batch digests acknowledged and waiting for a header."),
-		inflight:         g("uncommitted_own_headers", "Own certified headers not yet committed."),
-		batchesSealed:    g("batches_sealed", "Batches sealed by this worker."),
-		batchesFromPeers: g("batches_from_peers", "Batches of other workers stored here."),
-		batchesFetching:  g("batches_fetching", "Batches requested from peers and not stored yet."),
-		batchesMissing:   g("committed_batches_missing", "Batches of committed certificates not stored yet (Export waits for them)."),
-		exportStreams:    g("export_streams", "Export streams being served."),
-		exported:         c("exported_preblocks_total", "Pre-blocks sent on Export streams."),
-		exportRefused:    c("export_refused_total", "Export calls refused because max_export_streams were open."),
-		logSuppressed:    c("log_lines_suppressed_total", "Log lines dropped by per-peer rate limiting."),
-		messagesIn:       c("messages_in_total", "Node-to-node messages received."),
-		messagesOut:      c("messages_out_total", "Node-to-node messages sent."),
-		bytesIn:          c("bytes_in_total", "Node-to-node bytes received."),
-		bytesOut:         c("bytes_out_total", "Node-to-node bytes sent."),
-		badMessages:      c("bad_messages_total", "Messages that did not decode."),
-		rejected:         c("rejected_messages_total", "Messages the protocol rejected (bad peer input)."),
-		transactions:     c("transactions_total", "Transactions submitted."),
-		acked:            c("transactions_acked_total", "Transactions acknowledged (stored on a quorum)."),
+		reg:                reg,
+		round:              g("round", "Round of the last header this node proposed."),
+		dagRound:           g("dag_round", "Highest round with an accepted certificate."),
+		gcRound:            g("gc_round", "Garbage-collection horizon."),
+		committed:          g("committed_subdags", "Index of the last committed sub-DAG."),
+		dagSize:            g("dag_certificates", "Certificates in memory (above the GC horizon)."),
+		suspended:          g("suspended_certificates", "Certificates waiting for missing ancestors."),
+		queue:              g("pending_digests", "Own batch digests acknowledged and waiting for a header."),
+		inflight:           g("uncommitted_own_headers", "Own certified headers not yet committed."),
+		batchesSealed:      g("batches_sealed", "Batches sealed by this worker."),
+		batchesFromPeers:   g("batches_from_peers", "Batches of other workers stored here."),
+		batchesFetching:    g("batches_fetching", "Batches requested from peers and not stored yet."),
+		batchesMissing:     g("committed_batches_missing", "Batches of committed certificates not stored yet (Export waits for them)."),
+		exportStreams:      g("export_streams", "Export streams being served."),
+		exported:           c("exported_preblocks_total", "Pre-blocks sent on Export streams."),
+		exportRefused:      c("export_refused_total", "Export calls refused because max_export_streams were open."),
+		handshakesRejected: c("handshakes_rejected_total", "Peer TLS handshakes refused (key not in the committee)."),
+		logSuppressed:      c("log_lines_suppressed_total", "Log lines dropped by per-peer rate limiting."),
+		messagesIn:         c("messages_in_total", "Node-to-node messages received."),
+		messagesOut:        c("messages_out_total", "Node-to-node messages sent."),
+		bytesIn:            c("bytes_in_total", "Node-to-node bytes received."),
+		bytesOut:           c("bytes_out_total", "Node-to-node bytes sent."),
+		badMessages:        c("bad_messages_total", "Messages that did not decode."),
+		rejected:           c("rejected_messages_total", "Messages the protocol rejected (bad peer input)."),
+		transactions:       c("transactions_total", "Transactions submitted."),
+		acked:              c("transactions_acked_total", "Transactions acknowledged (stored on a quorum)."),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dsn", Name: "dropped_messages_total",
 			Help: "Outgoing messages dropped because a peer's queue was full."}, []string{"peer"}),
 		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "dsn", Name: "store_sync_seconds",

@@ -263,6 +263,7 @@ func (n *Node) loop(ctx context.Context) error {
 		}
 	}()
 	var out replica.Output
+	var stall stallWatch
 	handle := func(ev any) {
 		switch ev := ev.(type) {
 		case inbound:
@@ -279,6 +280,7 @@ func (n *Node) loop(ctx context.Context) error {
 			out.Append(n.replica.Submit(nextTicket, ev.tx))
 		case time.Time:
 			out.Append(n.replica.Tick(uint64(ev.UnixMilli())))
+			stall.tick(n, ev)
 		}
 	}
 	hand := func() error {
@@ -346,6 +348,35 @@ func (n *Node) loop(ctx context.Context) error {
 		if err := hand(); err != nil {
 			return err
 		}
+	}
+}
+
+// stallAfter is how long without a commit before the node logs a stall,
+// and then how often it repeats the line.
+const stallAfter = 10 * time.Second
+
+// stallWatch logs when commits stop for stallAfter, and when they resume,
+// with what the operator needs to tell a partition from a stuck fetch.
+type stallWatch struct {
+	committed uint64
+	since     time.Time
+	logged    time.Time
+}
+
+func (w *stallWatch) tick(n *Node, now time.Time) {
+	s := n.replica.Status()
+	if w.since.IsZero() || s.Committed != w.committed {
+		if !w.logged.IsZero() {
+			n.log.Info("commits resumed", "committed", s.Committed, "stalled", now.Sub(w.since).Round(time.Millisecond))
+		}
+		*w = stallWatch{committed: s.Committed, since: now}
+		return
+	}
+	if now.Sub(w.since) >= stallAfter && now.Sub(w.logged) >= stallAfter {
+		w.logged = now
+		n.log.Warn("no commit", "for", now.Sub(w.since).Round(time.Second), "committed", s.Committed,
+			"round", s.Round, "dag_round", s.DAGRound, "gc_round", s.GCRound, "suspended", s.Suspended,
+			"batches_fetching", s.BatchesFetching, "committed_batches_missing", s.BatchesMissing)
 	}
 }
 

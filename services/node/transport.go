@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,9 @@ const maxFrame = 64 << 20
 // hundreds of KB must not wait for a window update every 64 KB.
 const windowSize = 16 << 20
 
+// logEvery is the least interval between two warnings about one peer.
+const logEvery = 5 * time.Second
+
 // outboxSize bounds each peer's queue; when it is full new messages are
 // dropped and counted (the protocol retries what matters).
 const outboxSize = 16 << 10
@@ -51,6 +55,7 @@ type transport struct {
 	log       *slog.Logger
 	metrics   *metrics
 
+	limit  *logLimiter // per-peer rate limit of warnings about peer input
 	in     chan inbound
 	peers  []*peerLink
 	server *grpc.Server
@@ -92,7 +97,7 @@ func newTransport(self narwhal.AuthorityID, c *narwhal.Committee, netKey ed25519
 		return nil, fmt.Errorf("network key does not match committee entry %s", c.Authorities[self].Name)
 	}
 	t := &transport{self: self, committee: c, cert: cert, shaping: shaping, log: log, metrics: m,
-		in: make(chan inbound, 4096)}
+		in: make(chan inbound, 4096), limit: newLogLimiter(logEvery, m.logSuppressed.Inc)}
 	for i := range c.Authorities {
 		if narwhal.AuthorityID(i) == self {
 			t.peers = append(t.peers, nil)
@@ -115,8 +120,20 @@ func (t *transport) serve(ctx context.Context, lis net.Listener) {
 	for i := range t.committee.Authorities {
 		allowed = append(allowed, ed25519.PublicKey(t.committee.Authorities[i].NetworkKey[:]))
 	}
+	// A rejected handshake (a key not in the committee) is logged, at most
+	// once per remote address and interval.
+	tlsCfg := mtls.ServerConfig(t.cert, allowed)
+	verify := tlsCfg.VerifyPeerCertificate
+	tlsCfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+		err := verify(raw, chains)
+		if err != nil {
+			t.metrics.handshakesRejected.Inc()
+			t.limit.log(t.log, slog.LevelWarn, "handshake", "rejected p2p handshake", "err", err)
+		}
+		return err
+	}
 	t.server = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(mtls.ServerConfig(t.cert, allowed))),
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.MaxRecvMsgSize(maxFrame),
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(windowSize),
@@ -256,7 +273,8 @@ func (s *peerServer) Stream(st dsnv1.Peer_StreamServer) error {
 		m, err := narwhal.DecodeMessage(f.Message)
 		if err != nil {
 			t.metrics.badMessages.Inc()
-			t.log.Warn("undecodable message", "peer", t.committee.Authorities[from].Name, "err", err)
+			name := t.committee.Authorities[from].Name
+			t.limit.log(t.log, slog.LevelWarn, name, "undecodable message", "peer", name, "err", err)
 			continue
 		}
 		select {
