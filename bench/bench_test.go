@@ -67,11 +67,16 @@ type step struct {
 	PreBlocks    int     `json:"pre_blocks"`
 	Certificates int     `json:"certificates"`
 	MBps         float64 `json:"mb_per_s"` // ordered transaction bytes
+	// RoundsPS and CPUmsPerRound: DAG rounds per second on node 0, and the
+	// process CPU per round divided by the committee size.
+	RoundsPS      float64      `json:"rounds_per_s"`
+	CPUmsPerRound float64      `json:"cpu_ms_per_round_per_node"`
+	Anatomy       []sliceStats `json:"anatomy,omitempty"`
 }
 
 // run offers rate tx/s of size bytes for d to the cluster (spread over all
 // nodes) and measures submit→ordered latency on node 0's Export stream.
-func run(b *testing.B, cl *nodetest.Cluster, rate float64, size int, d time.Duration) step {
+func run(b *testing.B, cl *nodetest.Cluster, an *anatomy, rate float64, size int, d time.Duration) step {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	head, _ := cl.Node(0).Head()
@@ -106,6 +111,9 @@ func run(b *testing.B, cl *nodetest.Cluster, rate float64, size int, d time.Dura
 						panic(err)
 					}
 					for _, tx := range batch.Transactions {
+						if an != nil {
+							an.ordered(tx, batch.Digest(), now)
+						}
 						if sent, ok := load.SentAt(tx); ok {
 							seq, _ := load.Seq(tx)
 							if !seen[seq] {
@@ -127,6 +135,10 @@ func run(b *testing.B, cl *nodetest.Cluster, rate float64, size int, d time.Dura
 	var sentMu sync.Mutex
 	var wg sync.WaitGroup
 	seqBase := uint64(time.Now().UnixNano())
+	if an != nil {
+		an.reset()
+	}
+	r0 := cl.Node(0).Status().DAGRound
 	cpu0, t0 := cpuTime(), time.Now()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -179,6 +191,7 @@ func run(b *testing.B, cl *nodetest.Cluster, rate float64, size int, d time.Dura
 	}
 	elapsed := time.Since(t0)
 	cpu := cpuTime() - cpu0
+	rounds := float64(cl.Node(0).Status().DAGRound - r0)
 	cancel()
 	<-doneReading
 	mu.Lock()
@@ -191,8 +204,18 @@ func run(b *testing.B, cl *nodetest.Cluster, rate float64, size int, d time.Dura
 		P50ms:      ms(p.P50), P90ms: ms(p.P90), P99ms: ms(p.P99), MaxMs: ms(p.Max),
 		CPUCores:  cpu.Seconds() / elapsed.Seconds(),
 		PreBlocks: preBlocks, Certificates: certs,
-		MBps: float64(bytes) / d.Seconds() / 1e6,
+		MBps:          float64(bytes) / d.Seconds() / 1e6,
+		RoundsPS:      rounds / elapsed.Seconds(),
+		CPUmsPerRound: cpu.Seconds() * 1000 / max(rounds, 1) / float64(cl.Size()),
+		Anatomy:       anatomyStats(an),
 	}
+}
+
+func anatomyStats(an *anatomy) []sliceStats {
+	if an == nil {
+		return nil
+	}
+	return an.stats()
 }
 
 func save(b *testing.B, name string, v any) {
@@ -217,10 +240,11 @@ func save(b *testing.B, name string, v any) {
 // offered loads of 512-byte transactions on a 7-node committee.
 func BenchmarkLatency(b *testing.B) {
 	for b.Loop() {
-		cl := nodetest.Start(b, 7)
+		an := newAnatomy()
+		cl := nodetest.StartTraced(b, 7, an)
 		var steps []step
 		for _, rate := range offered(b) {
-			steps = append(steps, run(b, cl, rate, 512, *stepTime))
+			steps = append(steps, run(b, cl, an, rate, 512, *stepTime))
 		}
 		t := table.NewWriter()
 		t.SetTitle("submit → ordered, 7 nodes in one process, 512-byte transactions, %s per load", *stepTime)
@@ -234,6 +258,9 @@ func BenchmarkLatency(b *testing.B) {
 		}
 		fmt.Println(t.Render())
 		fmt.Println(t.RenderMarkdown())
+		at := anatomyTable(steps)
+		fmt.Println(at.Render())
+		fmt.Println(at.RenderMarkdown())
 		save(b, "latency", steps)
 	}
 }
@@ -256,7 +283,7 @@ func BenchmarkDAG(b *testing.B) {
 			t0 := time.Now()
 			var s step
 			if rate > 0 {
-				s = run(b, cl, rate, 512, *stepTime)
+				s = run(b, cl, nil, rate, 512, *stepTime)
 			} else {
 				time.Sleep(*stepTime)
 			}

@@ -68,6 +68,9 @@ type Output struct {
 	NeedBatches []BatchNeed
 	// Accepted certificates, in causal order, for consensus.
 	Accepted []*narwhal.Certificate
+	// Proposed and Certified list the own batches that went into a new own
+	// header, and into an own header that got certified (latency anatomy).
+	Proposed, Certified []narwhal.Digest
 }
 
 type voteRecord struct {

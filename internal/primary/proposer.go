@@ -96,6 +96,7 @@ func (p *Primary) tryPropose(out *Output) {
 	for _, pd := range payload {
 		h.Payload = append(h.Payload, pd.Digest)
 	}
+	out.Proposed = append(out.Proposed, h.Payload...)
 	for a := 0; a < p.committee.Size(); a++ {
 		if c := p.dag[pr][narwhal.AuthorityID(a)]; c != nil {
 			h.Parents = append(h.Parents, c.Digest())

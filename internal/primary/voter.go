@@ -203,6 +203,7 @@ func (p *Primary) maybeCertify(out *Output) error {
 		return errors.Join(bad...)
 	}
 	c.certified = true
+	out.Certified = append(out.Certified, c.header.Payload...)
 	if len(c.payload) > 0 {
 		p.certified[c.header.Round] = c.payload
 	}

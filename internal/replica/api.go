@@ -41,6 +41,32 @@ type Output struct {
 	Acked []uint64
 	// Committed holds newly committed sub-DAGs, in index order.
 	Committed []*CommittedSubDAG
+	// Trace marks the steps of own batches on their way to the ordering,
+	// for latency anatomy; a runtime may ignore it.
+	Trace []TraceEvent
+}
+
+// Stage is a step of an own batch on its way to the ordering.
+type Stage uint8
+
+// The stages, in the order a batch passes them.
+const (
+	StageSealed    Stage = iota + 1 // sealed by this worker
+	StageAvailable                  // stored on a quorum of workers: its transactions are acknowledged
+	StageProposed                   // named by a new own header
+	StageCertified                  // that header certified
+	StageCommitted                  // that certificate committed
+)
+
+// String names the stage.
+func (s Stage) String() string {
+	return [...]string{"?", "sealed", "available", "proposed", "certified", "committed"}[min(int(s), 5)]
+}
+
+// TraceEvent says that batches reached a stage.
+type TraceEvent struct {
+	Stage   Stage
+	Batches []narwhal.Digest
 }
 
 // Append adds o's contents after out's, so a runtime can group several steps
@@ -50,9 +76,16 @@ func (out *Output) Append(o Output) {
 	out.Messages = append(out.Messages, o.Messages...)
 	out.Acked = append(out.Acked, o.Acked...)
 	out.Committed = append(out.Committed, o.Committed...)
+	out.Trace = append(out.Trace, o.Trace...)
 }
 
 // Empty reports whether there is nothing to do.
 func (out *Output) Empty() bool {
 	return len(out.Writes) == 0 && len(out.Messages) == 0 && len(out.Acked) == 0 && len(out.Committed) == 0
+}
+
+func (out *Output) trace(s Stage, ds []narwhal.Digest) {
+	if len(ds) > 0 {
+		out.Trace = append(out.Trace, TraceEvent{Stage: s, Batches: ds})
+	}
 }

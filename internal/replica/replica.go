@@ -215,11 +215,15 @@ func (r *Replica) fromWorker(out *Output, wo worker.Output) {
 	out.Writes = append(out.Writes, wo.Writes...)
 	out.Messages = append(out.Messages, wo.Messages...)
 	out.Acked = append(out.Acked, wo.Acked...)
+	out.trace(StageSealed, wo.Sealed)
 	if len(wo.Available) > 0 {
 		ds := make([]primary.PendingDigest, len(wo.Available))
+		avail := make([]narwhal.Digest, len(wo.Available))
 		for i, b := range wo.Available {
 			ds[i] = primary.PendingDigest{Digest: b.Digest, Seq: b.Seq}
+			avail[i] = b.Digest
 		}
+		out.trace(StageAvailable, avail)
 		r.fromPrimary(out, r.p.AddBatches(ds))
 	}
 	if len(wo.Stored) > 0 {
@@ -230,6 +234,8 @@ func (r *Replica) fromWorker(out *Output, wo worker.Output) {
 func (r *Replica) fromPrimary(out *Output, po primary.Output) {
 	out.Writes = append(out.Writes, po.Writes...)
 	out.Messages = append(out.Messages, po.Messages...)
+	out.trace(StageProposed, po.Proposed)
+	out.trace(StageCertified, po.Certified)
 	for _, need := range po.NeedBatches {
 		r.fromWorker(out, r.w.Fetch(need.Digests, need.Author, need.Round))
 	}
@@ -258,6 +264,7 @@ func (r *Replica) fromPrimary(out *Output, po primary.Output) {
 		for _, c := range s.Certificates {
 			if c.Author() == r.self {
 				own = append(own, c.Round())
+				out.trace(StageCommitted, c.Header.Payload)
 			}
 			// Export serves every committed batch: those not stored yet are
 			// marked missing in this same write and fetched until stored,

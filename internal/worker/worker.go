@@ -48,6 +48,8 @@ type Output struct {
 	Available []OwnBatch
 	// Stored lists batches of other workers now stored locally.
 	Stored []narwhal.Digest
+	// Sealed lists the batches this worker sealed (latency anatomy).
+	Sealed []narwhal.Digest
 }
 
 type inflight struct {
@@ -278,6 +280,7 @@ func (w *Worker) seal(out *Output) {
 	// still proposed again: the client submitted those bytes again, and no
 	// layer deduplicates transactions.
 	out.Writes = append(out.Writes, store.Put(store.BatchKey(d), b.Encode()))
+	out.Sealed = append(out.Sealed, d)
 	w.stored[d] = true
 	f := &inflight{
 		msg:     &narwhal.BatchMsg{Batch: b},

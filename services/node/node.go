@@ -55,7 +55,22 @@ type Node struct {
 	addrs    map[string]string // actual listen addresses, by config field
 	statusMu sync.Mutex
 	status   replica.Status
+	tracer   Tracer // nil: no latency anatomy
 }
+
+// Tracer observes where a node's transactions spend their time (latency
+// anatomy, for benchmarks). Its methods are called from the node's
+// goroutines: they must be quick and safe for concurrent use.
+type Tracer interface {
+	// Received: a client transaction reached the event loop.
+	Received(tx []byte, at time.Time)
+	// Stage: own batches reached a stage; at is when the node carried it
+	// out (after the synced write, with the messages sent).
+	Stage(stage replica.Stage, batches []narwhal.Digest, at time.Time)
+}
+
+// SetTracer installs a tracer; call it before Run.
+func (n *Node) SetTracer(t Tracer) { n.tracer = t }
 
 type submission struct {
 	tx   []byte
@@ -231,6 +246,7 @@ type commitJob struct {
 	messages []narwhal.Envelope
 	acks     []chan error
 	head     uint64 // new last committed index, or 0
+	trace    []replica.TraceEvent
 }
 
 // loop is the event loop: the only goroutine touching the replica. It
@@ -274,6 +290,9 @@ func (n *Node) loop(ctx context.Context) error {
 			}
 			out.Append(o)
 		case submission:
+			if n.tracer != nil {
+				n.tracer.Received(ev.tx, time.Now())
+			}
 			nextTicket++
 			pending[nextTicket] = ev.done
 			n.metrics.transactions.Inc()
@@ -285,6 +304,9 @@ func (n *Node) loop(ctx context.Context) error {
 	}
 	hand := func() error {
 		job := commitJob{writes: out.Writes, messages: out.Messages}
+		if n.tracer != nil {
+			job.trace = out.Trace
+		}
 		for _, t := range out.Acked {
 			if done, ok := pending[t]; ok {
 				job.acks = append(job.acks, done)
@@ -406,6 +428,12 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 		for _, done := range job.acks {
 			done <- nil
 			n.metrics.acked.Inc()
+		}
+		if n.tracer != nil {
+			now := time.Now()
+			for _, ev := range job.trace {
+				n.tracer.Stage(ev.Stage, ev.Batches, now)
+			}
 		}
 		if job.head > 0 {
 			n.headMu.Lock()

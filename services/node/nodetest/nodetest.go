@@ -32,6 +32,7 @@ type Cluster struct {
 	Committee *narwhal.Committee
 	cfgs      []*config.Node
 	nodes     []*running
+	tracer    node.Tracer
 }
 
 type running struct {
@@ -57,6 +58,12 @@ func freePort(tb testing.TB) int {
 // them all, and registers their shutdown with tb.Cleanup.
 func Start(tb testing.TB, n int, opts ...Option) *Cluster {
 	tb.Helper()
+	return StartTraced(tb, n, nil, opts...)
+}
+
+// StartTraced is Start with a tracer installed on every node (nil: none).
+func StartTraced(tb testing.TB, n int, tr node.Tracer, opts ...Option) *Cluster {
+	tb.Helper()
 	dir := tb.TempDir()
 	c, gens, err := config.GenerateCommittee(rand.New(rand.NewSource(int64(n))), n, "127.0.0.1", config.DefaultBasePort)
 	if err != nil {
@@ -80,7 +87,7 @@ func Start(tb testing.TB, n int, opts ...Option) *Cluster {
 	if err := config.WriteCommittee(dir, c, gens); err != nil {
 		tb.Fatal(err)
 	}
-	cl := &Cluster{tb: tb, Dir: dir, Committee: c, nodes: make([]*running, n)}
+	cl := &Cluster{tb: tb, Dir: dir, Committee: c, nodes: make([]*running, n), tracer: tr}
 	for i := range gens {
 		cfg, err := config.LoadNode(filepath.Join(dir, gens[i].Node.Name+".toml"))
 		if err != nil {
@@ -116,6 +123,9 @@ func (cl *Cluster) StartNode(i int) {
 	n, err := node.New(cl.cfgs[i], log)
 	if err != nil {
 		cl.tb.Fatalf("start %s: %v", cl.cfgs[i].Name, err)
+	}
+	if cl.tracer != nil {
+		n.SetTracer(cl.tracer)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{n: n, cancel: cancel, done: make(chan error, 1)}
