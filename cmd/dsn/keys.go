@@ -14,20 +14,20 @@ import (
 )
 
 func keysGenCommand() command {
-	return command{name: "keys gen", summary: "generate a node's BLS and ed25519 keys", run: runKeysGen}
+	return command{name: "keys gen", summary: "generate a node's consensus and network keys (ed25519)", run: runKeysGen}
 }
 
 func runKeysGen(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("keys gen", flag.ContinueOnError)
 	out := fs.String("out", ".", "directory for the key files")
-	name := fs.String("name", "node", "file name prefix: NAME.bls and NAME.ed25519")
+	name := fs.String("name", "node", "file name prefix: NAME.consensus and NAME.ed25519")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	sk, err := crypto.GenerateBLSKey(rand.Reader)
+	sk, err := crypto.GenerateKey(rand.Reader)
 	if err != nil {
 		return err
 	}
@@ -35,19 +35,19 @@ func runKeysGen(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	blsPath := filepath.Join(*out, *name+".bls")
+	consensusPath := filepath.Join(*out, *name+".consensus")
 	netPath := filepath.Join(*out, *name+".ed25519")
-	for _, p := range []string{blsPath, netPath} {
+	for _, p := range []string{consensusPath, netPath} {
 		if _, err := os.Stat(p); err == nil {
 			return fmt.Errorf("%s exists: refusing to overwrite a key", p)
 		}
 	}
-	if err := config.SaveKeys(blsPath, sk, netPath, priv); err != nil {
+	if err := config.SaveKeys(consensusPath, sk, netPath, priv); err != nil {
 		return err
 	}
-	pk, pop := sk.PublicKey(), sk.ProvePossession()
+	pk := sk.PublicKey()
 	// The public half, ready to paste into a committee file.
-	fmt.Printf("[[authority]]\nname = %q\nstake = 1000\nbls_key = %q\npossession = %q\nnetwork_key = %q\naddress = \"HOST:PORT\"\n",
-		*name, crypto.EncodeKey(pk[:]), crypto.EncodeKey(pop[:]), crypto.EncodeKey(pub))
+	fmt.Printf("[[authority]]\nname = %q\nstake = 1000\nconsensus_key = %q\nnetwork_key = %q\naddress = \"HOST:PORT\"\n",
+		*name, crypto.EncodeKey(pk[:]), crypto.EncodeKey(pub))
 	return nil
 }

@@ -30,27 +30,21 @@ type CommitteeFile struct {
 
 // AuthorityFile is one authority in the committee file.
 type AuthorityFile struct {
-	Name       string `toml:"name"`
-	Stake      uint64 `toml:"stake"`
-	BLSKey     string `toml:"bls_key"`     // hex, 96 bytes (G2)
-	Possession string `toml:"possession"`  // hex, 48 bytes: proof of possession of bls_key
-	NetworkKey string `toml:"network_key"` // hex, 32 bytes (ed25519)
-	Address    string `toml:"address"`     // host:port of the node-to-node endpoint
+	Name         string `toml:"name"`
+	Stake        uint64 `toml:"stake"`
+	ConsensusKey string `toml:"consensus_key"` // hex, 32 bytes (ed25519): signs votes
+	NetworkKey   string `toml:"network_key"`   // hex, 32 bytes (ed25519): mutual TLS
+	Address      string `toml:"address"`       // host:port of the node-to-node endpoint
 }
 
-// ToCommittee decodes keys and validates the committee (proofs of possession
-// included).
+// ToCommittee decodes keys and validates the committee.
 func (f *CommitteeFile) ToCommittee() (*narwhal.Committee, error) {
 	c := &narwhal.Committee{Epoch: f.Epoch}
 	for i, a := range f.Authorities {
 		field := fmt.Sprintf("authority[%d]", i)
-		bk, err := crypto.DecodeKey(a.BLSKey, crypto.BLSPublicKeySize)
+		ck, err := crypto.DecodeKey(a.ConsensusKey, crypto.PublicKeySize)
 		if err != nil {
-			return nil, fmt.Errorf("%s.bls_key: %w", field, err)
-		}
-		pop, err := crypto.DecodeKey(a.Possession, crypto.BLSSignatureSize)
-		if err != nil {
-			return nil, fmt.Errorf("%s.possession: %w", field, err)
+			return nil, fmt.Errorf("%s.consensus_key: %w", field, err)
 		}
 		nk, err := crypto.DecodeKey(a.NetworkKey, ed25519.PublicKeySize)
 		if err != nil {
@@ -60,8 +54,7 @@ func (f *CommitteeFile) ToCommittee() (*narwhal.Committee, error) {
 			return nil, fmt.Errorf("%s.address: %w", field, err)
 		}
 		auth := narwhal.Authority{Name: a.Name, Stake: a.Stake, Address: a.Address}
-		copy(auth.BLSKey[:], bk)
-		copy(auth.Possession[:], pop)
+		copy(auth.ConsensusKey[:], ck)
 		copy(auth.NetworkKey[:], nk)
 		c.Authorities = append(c.Authorities, auth)
 	}
@@ -77,9 +70,8 @@ func FromCommittee(c *narwhal.Committee) *CommitteeFile {
 	for _, a := range c.Authorities {
 		f.Authorities = append(f.Authorities, AuthorityFile{
 			Name: a.Name, Stake: a.Stake, Address: a.Address,
-			BLSKey:     crypto.EncodeKey(a.BLSKey[:]),
-			Possession: crypto.EncodeKey(a.Possession[:]),
-			NetworkKey: crypto.EncodeKey(a.NetworkKey[:]),
+			ConsensusKey: crypto.EncodeKey(a.ConsensusKey[:]),
+			NetworkKey:   crypto.EncodeKey(a.NetworkKey[:]),
 		})
 	}
 	return f
@@ -140,8 +132,8 @@ type Node struct {
 	Name string `toml:"name"`
 	// Committee file path.
 	Committee string `toml:"committee"`
-	// BLSKeyFile holds the hex BLS secret key (32 bytes).
-	BLSKeyFile string `toml:"bls_key_file"`
+	// ConsensusKeyFile holds the hex ed25519 seed (32 bytes) that signs votes.
+	ConsensusKeyFile string `toml:"consensus_key_file"`
 	// NetworkKeyFile holds the hex ed25519 seed (32 bytes).
 	NetworkKeyFile string `toml:"network_key_file"`
 	// DataDir holds the node's pebble store.
@@ -256,7 +248,7 @@ func (n *Node) Validate() error {
 	}
 	req("name", n.Name)
 	req("committee", n.Committee)
-	req("bls_key_file", n.BLSKeyFile)
+	req("consensus_key_file", n.ConsensusKeyFile)
 	req("network_key_file", n.NetworkKeyFile)
 	req("data_dir", n.DataDir)
 	for _, a := range []struct {
@@ -325,17 +317,17 @@ func LoadNode(path string) (*Node, error) {
 // SaveNode writes a node config.
 func SaveNode(path string, n *Node) error { return writeTOML(path, n, 0o644) }
 
-// LoadBLSKey reads a hex BLS secret key file.
-func LoadBLSKey(path string) (*crypto.BLSSecretKey, error) {
+// LoadConsensusKey reads a hex ed25519 seed file.
+func LoadConsensusKey(path string) (*crypto.SecretKey, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read bls key: %w", err)
+		return nil, fmt.Errorf("read consensus key: %w", err)
 	}
-	b, err := crypto.DecodeKey(string(raw), crypto.BLSSecretKeySize)
+	b, err := crypto.DecodeKey(string(raw), crypto.SeedSize)
 	if err != nil {
-		return nil, fmt.Errorf("bls key %s: %w", path, err)
+		return nil, fmt.Errorf("consensus key %s: %w", path, err)
 	}
-	return crypto.BLSSecretKeyFromBytes(b)
+	return crypto.SecretKeyFromSeed(b)
 }
 
 // LoadNetworkKey reads a hex ed25519 seed file.
@@ -351,10 +343,10 @@ func LoadNetworkKey(path string) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(b), nil
 }
 
-// SaveKeys writes a BLS secret key and an ed25519 seed as hex files (0600).
-func SaveKeys(blsPath string, bls *crypto.BLSSecretKey, netPath string, netKey ed25519.PrivateKey) error {
-	if err := os.WriteFile(blsPath, []byte(crypto.EncodeKey(bls.Bytes())+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write bls key: %w", err)
+// SaveKeys writes the consensus and network seeds as hex files (0600).
+func SaveKeys(consensusPath string, consensus *crypto.SecretKey, netPath string, netKey ed25519.PrivateKey) error {
+	if err := os.WriteFile(consensusPath, []byte(crypto.EncodeKey(consensus.Seed())+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write consensus key: %w", err)
 	}
 	if err := os.WriteFile(netPath, []byte(crypto.EncodeKey(netKey.Seed())+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write network key: %w", err)

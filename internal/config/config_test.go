@@ -38,40 +38,48 @@ func TestGeneratedCommitteeRoundTrips(t *testing.T) {
 	if n.P2PAddress != ":64030" || n.ExportAddress != ":64031" || n.TransactionsAddress != ":64032" || n.MetricsAddress != ":64033" {
 		t.Fatalf("ports: %s %s %s %s", n.P2PAddress, n.ExportAddress, n.TransactionsAddress, n.MetricsAddress)
 	}
-	sk, err := LoadBLSKey(n.Path(n.BLSKeyFile))
-	if err != nil || sk.PublicKey() != gens[2].BLS.PublicKey() {
-		t.Fatalf("bls key file: %v", err)
+	sk, err := LoadConsensusKey(n.Path(n.ConsensusKeyFile))
+	if err != nil || sk.PublicKey() != gens[2].Consensus.PublicKey() {
+		t.Fatalf("consensus key file: %v", err)
 	}
 	nk, err := LoadNetworkKey(n.Path(n.NetworkKeyFile))
 	if err != nil || !nk.Equal(gens[2].Network) {
 		t.Fatalf("network key file: %v", err)
 	}
-	if info, err := os.Stat(n.Path(n.BLSKeyFile)); err != nil || info.Mode().Perm() != 0o600 {
+	if info, err := os.Stat(n.Path(n.ConsensusKeyFile)); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("key file must be 0600: %v", err)
 	}
 }
 
-func TestForgedPossessionRejectedOnLoad(t *testing.T) {
+func TestSharedOrWeakKeysRejectedOnLoad(t *testing.T) {
 	dir, _ := generated(t)
 	path := filepath.Join(dir, "committee.toml")
 	c, err := LoadCommittee(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := FromCommittee(c)
-	f.Authorities[4].Possession = f.Authorities[5].Possession
-	if err := writeTOML(path, f, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = LoadCommittee(path)
-	if err == nil || !strings.Contains(err.Error(), "authorities[4].possession") {
-		t.Fatalf("forged proof of possession: %v", err)
+	for _, tc := range []struct {
+		edit func(f *CommitteeFile)
+		want string
+	}{
+		{func(f *CommitteeFile) { f.Authorities[4].ConsensusKey = f.Authorities[5].ConsensusKey }, "authorities[5].consensus_key: same key as authorities[4]"},
+		{func(f *CommitteeFile) { f.Authorities[4].ConsensusKey = f.Authorities[4].NetworkKey }, "authorities[4].consensus_key: same key as network_key"},
+		{func(f *CommitteeFile) { f.Authorities[4].ConsensusKey = "01" + strings.Repeat("00", 31) }, "authorities[4].consensus_key: crypto: invalid public key: small order"},
+	} {
+		f := FromCommittee(c)
+		tc.edit(f)
+		if err := writeTOML(path, f, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadCommittee(path); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
 	}
 }
 
 func TestNodeValidateNamesFields(t *testing.T) {
 	good := TestNode()
-	good.Name, good.Committee, good.BLSKeyFile, good.NetworkKeyFile, good.DataDir = "n", "c", "b", "e", "d"
+	good.Name, good.Committee, good.ConsensusKeyFile, good.NetworkKeyFile, good.DataDir = "n", "c", "b", "e", "d"
 	good.P2PAddress, good.TransactionsAddress, good.ExportAddress = ":1", ":2", ":3"
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)

@@ -24,9 +24,9 @@ func Ports(base, n int) (p2p, export, transactions, metrics int) {
 
 // Generated is one generated authority: its keys and node config.
 type Generated struct {
-	BLS     *crypto.BLSSecretKey
-	Network ed25519.PrivateKey
-	Node    Node
+	Consensus *crypto.SecretKey
+	Network   ed25519.PrivateKey
+	Node      Node
 }
 
 // GenerateCommittee makes n authorities with fresh keys (stake 1000 each)
@@ -42,7 +42,7 @@ func GenerateCommittee(rand io.Reader, n int, host string, basePort int) (*narwh
 	c := &narwhal.Committee{}
 	gens := make([]Generated, n)
 	for i := 0; i < n; i++ {
-		sk, err := crypto.GenerateBLSKey(rand)
+		sk, err := crypto.GenerateKey(rand)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -52,21 +52,21 @@ func GenerateCommittee(rand io.Reader, n int, host string, basePort int) (*narwh
 		}
 		name := fmt.Sprintf("node-%d", i+1)
 		p2p, export, tx, metrics := Ports(basePort, i+1)
-		a := narwhal.Authority{Name: name, Stake: 1000, BLSKey: sk.PublicKey(), Possession: sk.ProvePossession(),
+		a := narwhal.Authority{Name: name, Stake: 1000, ConsensusKey: sk.PublicKey(),
 			Address: fmt.Sprintf("%s:%d", host, p2p)}
 		copy(a.NetworkKey[:], pub)
 		c.Authorities = append(c.Authorities, a)
 		node := DefaultNode()
 		node.Name = name
 		node.Committee = "committee.toml"
-		node.BLSKeyFile = name + ".bls"
+		node.ConsensusKeyFile = name + ".consensus"
 		node.NetworkKeyFile = name + ".ed25519"
 		node.DataDir = filepath.Join("db", name)
 		node.P2PAddress = fmt.Sprintf(":%d", p2p)
 		node.ExportAddress = fmt.Sprintf(":%d", export)
 		node.TransactionsAddress = fmt.Sprintf(":%d", tx)
 		node.MetricsAddress = fmt.Sprintf(":%d", metrics)
-		gens[i] = Generated{BLS: sk, Network: priv, Node: node}
+		gens[i] = Generated{Consensus: sk, Network: priv, Node: node}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, nil, err
@@ -85,7 +85,7 @@ func WriteCommittee(dir string, c *narwhal.Committee, gens []Generated) error {
 	}
 	for i := range gens {
 		g := &gens[i]
-		if err := SaveKeys(filepath.Join(dir, g.Node.BLSKeyFile), g.BLS, filepath.Join(dir, g.Node.NetworkKeyFile), g.Network); err != nil {
+		if err := SaveKeys(filepath.Join(dir, g.Node.ConsensusKeyFile), g.Consensus, filepath.Join(dir, g.Node.NetworkKeyFile), g.Network); err != nil {
 			return err
 		}
 		if err := SaveNode(filepath.Join(dir, g.Node.Name+".toml"), &g.Node); err != nil {

@@ -7,11 +7,11 @@ import (
 	"golang.org/x/crypto/blake2b"
 )
 
-// CachedKeySet is a KeySet that remembers the aggregate signatures it has
-// verified, so that checking the same certificate again costs a hash. A
-// node pre-verifies the certificates of a burst of messages in one batch
-// (one multi-pairing) before its protocol core checks them one by one; the
-// simulator shares one across all simulated nodes. Safe for concurrent use.
+// CachedKeySet is a KeySet that remembers the signatures it has verified,
+// so that checking the same certificate again costs a hash. A node
+// pre-verifies the certificates of a burst of messages in one batch before
+// its protocol core checks them one by one; the simulator shares one across
+// all simulated nodes. Safe for concurrent use.
 type CachedKeySet struct {
 	*KeySet
 	mu       sync.Mutex
@@ -24,17 +24,13 @@ func NewCachedKeySet(ks *KeySet, limit int) *CachedKeySet {
 	return &CachedKeySet{KeySet: ks, cur: map[[32]byte]struct{}{}, old: map[[32]byte]struct{}{}, limit: limit}
 }
 
-func cacheKey(signers []int, msg []byte, sig BLSSignature) [32]byte {
+func cacheKey(it SignedItem) [32]byte {
 	h, _ := blake2b.New256(nil)
 	var n [8]byte
-	for _, s := range signers {
-		binary.LittleEndian.PutUint64(n[:], uint64(s))
-		h.Write(n[:])
-	}
-	binary.LittleEndian.PutUint64(n[:], ^uint64(0)) // separator
+	binary.LittleEndian.PutUint64(n[:], uint64(it.Signer))
 	h.Write(n[:])
-	h.Write(sig[:])
-	h.Write(msg)
+	h.Write(it.Signature[:])
+	h.Write(it.Message)
 	var k [32]byte
 	h.Sum(k[:0])
 	return k
@@ -59,37 +55,25 @@ func (c *CachedKeySet) add(keys ...[32]byte) {
 	}
 }
 
-// Verify checks one signer's signature, from the cache if it was seen.
-func (c *CachedKeySet) Verify(signer int, msg []byte, sig BLSSignature) error {
-	return c.VerifyAggregate([]int{signer}, msg, sig)
+// Verify checks one signature, from the cache when possible.
+func (c *CachedKeySet) Verify(signer int, msg []byte, sig Signature) error {
+	return c.VerifyMany([]SignedItem{{Signer: signer, Message: msg, Signature: sig}})
 }
 
-// VerifyAggregate is KeySet.VerifyAggregate with the cache in front.
-func (c *CachedKeySet) VerifyAggregate(signers []int, msg []byte, sig BLSSignature) error {
-	k := cacheKey(signers, msg, sig)
-	if c.has(k) {
-		return nil
-	}
-	if err := c.KeySet.VerifyAggregate(signers, msg, sig); err != nil {
-		return err
-	}
-	c.add(k)
-	return nil
-}
-
-// BatchVerify verifies the items not in the cache in one batch and caches
-// them all if it succeeds.
-func (c *CachedKeySet) BatchVerify(items []AggregateItem) error {
-	var rest []AggregateItem
+// VerifyMany checks the items not verified before, in one batch.
+func (c *CachedKeySet) VerifyMany(items []SignedItem) error {
+	var todo []SignedItem
 	var keys [][32]byte
 	for _, it := range items {
-		k := cacheKey(it.Signers, it.Message, it.Signature)
-		if !c.has(k) {
-			rest = append(rest, it)
+		if k := cacheKey(it); !c.has(k) {
+			todo = append(todo, it)
 			keys = append(keys, k)
 		}
 	}
-	if err := c.KeySet.BatchVerify(rest); err != nil {
+	if len(todo) == 0 {
+		return nil
+	}
+	if err := c.KeySet.VerifyMany(todo); err != nil {
 		return err
 	}
 	c.add(keys...)

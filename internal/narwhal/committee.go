@@ -11,12 +11,11 @@ import (
 
 // Authority is one member of the committee.
 type Authority struct {
-	Name       string              // operator-chosen label, unique, for logs and metrics
-	Stake      uint64              // voting weight, > 0
-	BLSKey     crypto.BLSPublicKey // signs votes; certificates aggregate these
-	Possession crypto.BLSSignature // proof of possession of BLSKey, checked on load
-	NetworkKey [ed25519.PublicKeySize]byte
-	Address    string // host:port of its node-to-node endpoint
+	Name         string           // operator-chosen label, unique, for logs and metrics
+	Stake        uint64           // voting weight, > 0
+	ConsensusKey crypto.PublicKey // ed25519: signs votes; certificates carry these signatures
+	NetworkKey   [ed25519.PublicKeySize]byte
+	Address      string // host:port of its node-to-node endpoint
 }
 
 // Committee is the set of authorities of one epoch. AuthorityID i is
@@ -90,8 +89,8 @@ func (c *Committee) StakeOf(ids []AuthorityID) uint64 {
 	return s
 }
 
-// Validate checks the committee's structure and every proof of possession.
-// Errors name the offending field.
+// Validate checks the committee's structure and keys. Errors name the
+// offending field.
 func (c *Committee) Validate() error {
 	n := len(c.Authorities)
 	if n == 0 {
@@ -101,7 +100,7 @@ func (c *Committee) Validate() error {
 		return fmt.Errorf("authorities: %d authorities, at most %d", n, MaxCommitteeSize)
 	}
 	names := make(map[string]int, n)
-	bls := make(map[crypto.BLSPublicKey]int, n)
+	keys := make(map[crypto.PublicKey]int, n)
 	nets := make(map[[ed25519.PublicKeySize]byte]int, n)
 	var total uint64
 	for i := range c.Authorities {
@@ -121,17 +120,22 @@ func (c *Committee) Validate() error {
 			return fmt.Errorf("%s.stake: total stake overflows", field)
 		}
 		total += a.Stake
-		if j, dup := bls[a.BLSKey]; dup {
-			return fmt.Errorf("%s.bls_key: same key as authorities[%d]", field, j)
+		if j, dup := keys[a.ConsensusKey]; dup {
+			return fmt.Errorf("%s.consensus_key: same key as authorities[%d]", field, j)
 		}
-		bls[a.BLSKey] = i
+		keys[a.ConsensusKey] = i
+		if err := crypto.ValidatePublicKey(a.ConsensusKey); err != nil {
+			return fmt.Errorf("%s.consensus_key: %w", field, err)
+		}
+		// NB: one key must not serve both roles: a TLS handshake signature
+		// and a vote are different statements.
+		if a.ConsensusKey == a.NetworkKey {
+			return fmt.Errorf("%s.consensus_key: same key as network_key", field)
+		}
 		if j, dup := nets[a.NetworkKey]; dup {
 			return fmt.Errorf("%s.network_key: same key as authorities[%d]", field, j)
 		}
 		nets[a.NetworkKey] = i
-		if err := crypto.VerifyPossession(a.BLSKey, a.Possession); err != nil {
-			return fmt.Errorf("%s.possession: %w", field, err)
-		}
 		if a.Address == "" {
 			return fmt.Errorf("%s.address: empty", field)
 		}
@@ -139,11 +143,11 @@ func (c *Committee) Validate() error {
 	return nil
 }
 
-// BLSKeys returns the authorities' BLS keys in id order.
-func (c *Committee) BLSKeys() []crypto.BLSPublicKey {
-	out := make([]crypto.BLSPublicKey, len(c.Authorities))
+// ConsensusKeys returns the authorities' consensus keys in id order.
+func (c *Committee) ConsensusKeys() []crypto.PublicKey {
+	out := make([]crypto.PublicKey, len(c.Authorities))
 	for i := range c.Authorities {
-		out[i] = c.Authorities[i].BLSKey
+		out[i] = c.Authorities[i].ConsensusKey
 	}
 	return out
 }
@@ -158,8 +162,7 @@ func (c *Committee) Encode() []byte {
 		a := &c.Authorities[i]
 		e.bytes([]byte(a.Name))
 		e.u64(a.Stake)
-		e.raw(a.BLSKey[:])
-		e.raw(a.Possession[:])
+		e.raw(a.ConsensusKey[:])
 		e.raw(a.NetworkKey[:])
 		e.bytes([]byte(a.Address))
 	}
@@ -170,14 +173,13 @@ func (c *Committee) Encode() []byte {
 func DecodeCommittee(buf []byte) (*Committee, error) {
 	d := newDecoder(buf)
 	c := &Committee{Epoch: d.u64()}
-	n := d.count(MaxCommitteeSize, 8+crypto.BLSPublicKeySize+crypto.BLSSignatureSize+ed25519.PublicKeySize+8, "committee authorities")
+	n := d.count(MaxCommitteeSize, 8+crypto.PublicKeySize+ed25519.PublicKeySize+8, "committee authorities")
 	c.Authorities = make([]Authority, n)
 	for i := range c.Authorities {
 		a := &c.Authorities[i]
 		a.Name = string(d.bytes(256, "authority name"))
 		a.Stake = d.u64()
-		d.fixed(a.BLSKey[:])
-		d.fixed(a.Possession[:])
+		d.fixed(a.ConsensusKey[:])
 		d.fixed(a.NetworkKey[:])
 		a.Address = string(d.bytes(1024, "authority address"))
 	}

@@ -11,7 +11,9 @@
 //
 // Deliberate differences from the Rust proof of concept (see DESIGN.md §4):
 // the batch digest commits transaction boundaries; signer sets are sorted lists
-// of distinct authorities; committees carry proofs of possession; the leader
-// schedule is round-robin; the DKG system messages and worker ids are gone
-// (one worker per authority).
+// of distinct authorities, each with its own ed25519 signature (no aggregate,
+// so no rogue-key attack and no proof of possession; the measurements behind
+// ed25519 over BLS are in docs/consensus.md); the leader schedule is
+// round-robin; the DKG system messages and worker ids are gone (one worker
+// per authority).
 package narwhal

@@ -33,11 +33,15 @@ func sampleHeader() Header {
 }
 
 func sampleCertificate() Certificate {
-	var sig crypto.BLSSignature
-	for i := range sig {
-		sig[i] = byte(i)
+	c := Certificate{Header: sampleHeader(), Signers: []AuthorityID{0, 1, 3, 4, 6}}
+	for k := range c.Signers {
+		var sig crypto.Signature
+		for i := range sig {
+			sig[i] = byte(i + k)
+		}
+		c.Signatures = append(c.Signatures, sig)
 	}
-	return Certificate{Header: sampleHeader(), Signers: []AuthorityID{0, 1, 3, 4, 6}, Signature: sig}
+	return c
 }
 
 func sampleMessages() map[string]Message {
@@ -48,7 +52,7 @@ func sampleMessages() map[string]Message {
 		"msg_batch_req":    &BatchRequestMsg{Digests: []Digest{digestOf("a"), digestOf("b")}},
 		"msg_batch_resp":   &BatchResponseMsg{Batches: []Batch{{Transactions: [][]byte{{1, 2}}}, {}}},
 		"msg_header":       &HeaderMsg{Header: sampleHeader()},
-		"msg_vote":         &VoteMsg{Vote: Vote{Header: digestOf("h"), Round: 7, Epoch: 1, Origin: 3, Voter: 5, Signature: c.Signature}},
+		"msg_vote":         &VoteMsg{Vote: Vote{Header: digestOf("h"), Round: 7, Epoch: 1, Origin: 3, Voter: 5, Signature: c.Signatures[0]}},
 		"msg_certificate":  &CertificateMsg{Certificate: c},
 		"msg_cert_request": &CertificateRequestMsg{Digests: []Digest{digestOf("c")}},
 		"msg_cert_resp":    &CertificateResponseMsg{Certificates: []Certificate{c, c}},

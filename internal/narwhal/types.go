@@ -179,7 +179,7 @@ type Vote struct {
 	Epoch     uint64
 	Origin    AuthorityID // author of the header
 	Voter     AuthorityID
-	Signature crypto.BLSSignature // over VoteMessage(Header)
+	Signature crypto.Signature // ed25519 over VoteMessage(Header)
 }
 
 func (v *Vote) encode(e *encoder) {
@@ -200,14 +200,15 @@ func (v *Vote) decode(d *decoder) {
 	d.fixed(v.Signature[:])
 }
 
-// Certificate is a header with the aggregate signature of a quorum of
-// distinct authorities. Its digest is the header digest: the signer set and
-// signature are not covered, so two nodes may hold the same certificate with
-// different signer sets.
+// Certificate is a header with the votes of a quorum of distinct
+// authorities: their ids and their ed25519 signatures over
+// VoteMessage(header digest), in the same order. Its digest is the header
+// digest: the signers and signatures are not covered, so two nodes may hold
+// the same certificate with different signer sets.
 type Certificate struct {
-	Header    Header
-	Signers   []AuthorityID       // strictly ascending; empty only for genesis
-	Signature crypto.BLSSignature // aggregate over VoteMessage(header digest); zero for genesis
+	Header     Header
+	Signers    []AuthorityID      // strictly ascending; empty only for genesis
+	Signatures []crypto.Signature // Signatures[i] is Signers[i]'s vote
 }
 
 func (c *Certificate) encode(e *encoder) {
@@ -216,14 +217,21 @@ func (c *Certificate) encode(e *encoder) {
 	for _, s := range c.Signers {
 		e.u16(uint16(s))
 	}
-	e.raw(c.Signature[:])
+	for i := range c.Signers {
+		var sig crypto.Signature
+		if i < len(c.Signatures) {
+			sig = c.Signatures[i]
+		}
+		e.raw(sig[:])
+	}
 }
 
 func (c *Certificate) decode(d *decoder) {
 	c.Header.decode(d)
-	n := d.count(MaxCommitteeSize, 2, "certificate signers")
+	n := d.count(MaxCommitteeSize, 2+crypto.SignatureSize, "certificate signers")
 	if n > 0 {
 		c.Signers = make([]AuthorityID, n)
+		c.Signatures = make([]crypto.Signature, n)
 	}
 	for i := range c.Signers {
 		c.Signers[i] = AuthorityID(d.u16())
@@ -231,7 +239,9 @@ func (c *Certificate) decode(d *decoder) {
 			d.fail(fmt.Errorf("certificate signers not strictly ascending at %d: %w", i, ErrNotCanonical))
 		}
 	}
-	d.fixed(c.Signature[:])
+	for i := range c.Signatures {
+		d.fixed(c.Signatures[i][:])
+	}
 }
 
 // Encode returns the canonical encoding.

@@ -16,18 +16,20 @@ var (
 	ErrMalformedSigners = errors.New("narwhal: malformed signer set")
 )
 
-// SignatureChecker verifies BLS signatures of committee members named by
+// SignatureChecker verifies signatures of committee members named by
 // index. *crypto.KeySet implements it; the simulator wraps one in a cache
 // shared by all simulated nodes, so each signature is checked once.
 type SignatureChecker interface {
-	Verify(signer int, msg []byte, sig crypto.BLSSignature) error
-	VerifyAggregate(signers []int, msg []byte, sig crypto.BLSSignature) error
-	BatchVerify(items []crypto.AggregateItem) error
-	FindInvalid(items []crypto.AggregateItem) []int
+	Verify(signer int, msg []byte, sig crypto.Signature) error
+	// VerifyMany checks all items at once (a batch where the platform
+	// allows); FindInvalid names the bad ones after it failed.
+	VerifyMany(items []crypto.SignedItem) error
+	FindInvalid(items []crypto.SignedItem) []int
 }
 
-// Verifier checks headers, votes and certificates against one committee. It
-// holds the committee's decompressed keys; build it once per epoch.
+// Verifier checks headers, votes and certificates against one committee,
+// for the nodes and the rollup kernel alike: what makes a certificate valid
+// is decided here and only here. Build it once per epoch.
 type Verifier struct {
 	committee *Committee
 	keys      SignatureChecker
@@ -36,7 +38,7 @@ type Verifier struct {
 
 // NewVerifier prepares a verifier for a validated committee.
 func NewVerifier(c *Committee) (*Verifier, error) {
-	keys, err := crypto.NewKeySet(c.BLSKeys())
+	keys, err := crypto.NewKeySet(c.ConsensusKeys())
 	if err != nil {
 		return nil, fmt.Errorf("committee keys: %w", err)
 	}
@@ -110,6 +112,9 @@ func (v *Verifier) checkCertificateShape(c *Certificate) (genesis bool, err erro
 	if err := v.CheckHeader(&c.Header); err != nil {
 		return false, err
 	}
+	if len(c.Signatures) != len(c.Signers) {
+		return false, fmt.Errorf("%d signatures for %d signers: %w", len(c.Signatures), len(c.Signers), ErrMalformedSigners)
+	}
 	for i, s := range c.Signers {
 		if int(s) >= v.committee.Size() {
 			return false, fmt.Errorf("signer %d: %w", s, ErrUnknownAuthority)
@@ -127,22 +132,14 @@ func (v *Verifier) checkCertificateShape(c *Certificate) (genesis bool, err erro
 // CheckCertificate verifies one certificate: genesis, or a well-formed header
 // signed by distinct known authorities holding a quorum of stake.
 func (v *Verifier) CheckCertificate(c *Certificate) error {
-	genesis, err := v.checkCertificateShape(c)
-	if err != nil || genesis {
-		return err
-	}
-	d := c.Digest()
-	if err := v.keys.VerifyAggregate(signerInts(c.Signers), VoteMessage(d), c.Signature); err != nil {
-		return fmt.Errorf("certificate %s: %w", d.Short(), err)
-	}
-	return nil
+	return v.CheckCertificates([]*Certificate{c})
 }
 
-// CheckCertificates verifies many certificates with one multi-pairing. On
-// failure it names the first bad certificate.
+// CheckCertificates verifies many certificates, all their signatures in one
+// batch. On failure it names the first bad certificate.
 func (v *Verifier) CheckCertificates(cs []*Certificate) error {
-	items := make([]crypto.AggregateItem, 0, len(cs))
-	idx := make([]int, 0, len(cs))
+	var items []crypto.SignedItem
+	var owner []int // owner[k]: index in cs of items[k]
 	for i, c := range cs {
 		genesis, err := v.checkCertificateShape(c)
 		if err != nil {
@@ -151,32 +148,23 @@ func (v *Verifier) CheckCertificates(cs []*Certificate) error {
 		if genesis {
 			continue
 		}
-		items = append(items, crypto.AggregateItem{
-			Signers:   signerInts(c.Signers),
-			Message:   VoteMessage(c.Digest()),
-			Signature: c.Signature,
-		})
-		idx = append(idx, i)
+		msg := VoteMessage(c.Digest())
+		for k, s := range c.Signers {
+			items = append(items, crypto.SignedItem{Signer: int(s), Message: msg, Signature: c.Signatures[k]})
+			owner = append(owner, i)
+		}
 	}
 	if len(items) == 0 {
 		return nil
 	}
-	if err := v.keys.BatchVerify(items); err != nil {
-		bad := v.keys.FindInvalid(items)
-		if len(bad) > 0 {
-			return fmt.Errorf("certificate %d (%s): %w", idx[bad[0]], cs[idx[bad[0]]].Digest().Short(), err)
+	if err := v.keys.VerifyMany(items); err != nil {
+		if bad := v.keys.FindInvalid(items); len(bad) > 0 {
+			c := cs[owner[bad[0]]]
+			return fmt.Errorf("certificate %s: signature of %d: %w", c.Digest().Short(), items[bad[0]].Signer, err)
 		}
 		return err
 	}
 	return nil
-}
-
-func signerInts(s []AuthorityID) []int {
-	out := make([]int, len(s))
-	for i, id := range s {
-		out[i] = int(id)
-	}
-	return out
 }
 
 // CheckCertificateShape checks everything about a certificate except its

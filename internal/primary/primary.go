@@ -84,7 +84,7 @@ type proposal struct {
 	digest    narwhal.Digest
 	payload   []PendingDigest
 	voted     []bool
-	sigs      []crypto.BLSSignature
+	sigs      []crypto.Signature
 	stake     uint64
 	certified bool
 	since     int
@@ -108,7 +108,7 @@ type Primary struct {
 	committee *narwhal.Committee
 	verifier  *narwhal.Verifier
 	self      narwhal.AuthorityID
-	key       *crypto.BLSSecretKey
+	key       *crypto.SecretKey
 	st        store.Reader
 	hasBatch  func(narwhal.Digest) bool
 
@@ -141,7 +141,7 @@ type Primary struct {
 // New returns a primary that resumes from st (last proposed header, votes,
 // certificates above gcRound, pending digests). hasBatch reports whether the
 // local worker stores a batch.
-func New(cfg Config, v *narwhal.Verifier, self narwhal.AuthorityID, key *crypto.BLSSecretKey,
+func New(cfg Config, v *narwhal.Verifier, self narwhal.AuthorityID, key *crypto.SecretKey,
 	st store.Reader, hasBatch func(narwhal.Digest) bool, gcRound uint64) (*Primary, error) {
 	c := v.Committee()
 	p := &Primary{
@@ -249,7 +249,7 @@ func (p *Primary) newProposal(h *narwhal.Header) *proposal {
 		header: h,
 		digest: h.Digest(),
 		voted:  make([]bool, p.committee.Size()),
-		sigs:   make([]crypto.BLSSignature, p.committee.Size()),
+		sigs:   make([]crypto.Signature, p.committee.Size()),
 	}
 	pr.voted[p.self] = true
 	pr.sigs[p.self] = p.key.Sign(narwhal.VoteMessage(pr.digest))

@@ -18,7 +18,7 @@ type fixture struct {
 	t     *testing.T
 	c     *narwhal.Committee
 	v     *narwhal.Verifier
-	keys  []*crypto.BLSSecretKey
+	keys  []*crypto.SecretKey
 	st    *store.Memory
 	p     *Primary
 	have  map[narwhal.Digest]bool
@@ -31,12 +31,12 @@ func newFixture(t *testing.T, n int, self narwhal.AuthorityID) *fixture {
 	f := &fixture{t: t, c: &narwhal.Committee{}, st: store.NewMemory(), have: map[narwhal.Digest]bool{},
 		certs: map[uint64][]*narwhal.Certificate{}}
 	for i := 0; i < n; i++ {
-		sk, err := crypto.GenerateBLSKey(rng)
+		sk, err := crypto.GenerateKey(rng)
 		if err != nil {
 			t.Fatal(err)
 		}
 		pub, _, _ := ed25519.GenerateKey(rng)
-		a := narwhal.Authority{Name: fmt.Sprint("n", i), Stake: 1, BLSKey: sk.PublicKey(), Possession: sk.ProvePossession(), Address: "x:1"}
+		a := narwhal.Authority{Name: fmt.Sprint("n", i), Stake: 1, ConsensusKey: sk.PublicKey(), Address: "x:1"}
 		copy(a.NetworkKey[:], pub)
 		f.c.Authorities = append(f.c.Authorities, a)
 		f.keys = append(f.keys, sk)
@@ -74,15 +74,11 @@ func (f *fixture) header(author narwhal.AuthorityID, round uint64, payload ...na
 // certify signs a header by the given signers into a certificate.
 func (f *fixture) certify(h *narwhal.Header, signers ...narwhal.AuthorityID) *narwhal.Certificate {
 	d := h.Digest()
-	var sigs []crypto.BLSSignature
+	c := &narwhal.Certificate{Header: *h, Signers: signers}
 	for _, s := range signers {
-		sigs = append(sigs, f.keys[s].Sign(narwhal.VoteMessage(d)))
+		c.Signatures = append(c.Signatures, f.keys[s].Sign(narwhal.VoteMessage(d)))
 	}
-	agg, err := crypto.AggregateSignatures(sigs)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return &narwhal.Certificate{Header: *h, Signers: signers, Signature: agg}
+	return c
 }
 
 // round builds certificates of every author except skip for round r.
@@ -213,7 +209,7 @@ func TestSynchronizerSuspendsUntilCausallyComplete(t *testing.T) {
 	}
 	// A certificate with a forged signature is refused.
 	bad := *r2[1]
-	bad.Signature = r2[0].Signature
+	bad.Signatures = r2[0].Signatures
 	if _, err := f.p.Receive(2, &narwhal.CertificateMsg{Certificate: bad}); err == nil {
 		t.Fatal("accepted a badly signed certificate")
 	}
@@ -256,8 +252,8 @@ func TestProposerCertifiesAndNeverEquivocatesAfterRestart(t *testing.T) {
 			}
 		}
 	}
-	// Votes: a bad one is found when the aggregate fails, and dropped; a
-	// quorum of good ones certifies.
+	// Votes: a badly signed one is refused at once; a quorum of good ones
+	// certifies.
 	d := h.Digest()
 	vote := func(voter narwhal.AuthorityID, signer narwhal.AuthorityID) (Output, error) {
 		v := narwhal.Vote{Header: d, Round: 1, Origin: 0, Voter: voter, Signature: f.keys[signer].Sign(narwhal.VoteMessage(d))}
@@ -272,14 +268,13 @@ func TestProposerCertifiesAndNeverEquivocatesAfterRestart(t *testing.T) {
 		}
 		return nil
 	}
-	if out, err := vote(1, 2); err != nil || certIn(out) != nil {
+	if out, err := vote(1, 2); !errors.Is(err, ErrBadVote) || certIn(out) != nil {
+		t.Fatalf("a vote signed with another key: err %v", err)
+	}
+	if out, err := vote(2, 2); err != nil || certIn(out) != nil {
 		t.Fatalf("a vote below quorum: %v", err)
 	}
-	out, err := vote(2, 2)
-	if !errors.Is(err, ErrBadVote) || certIn(out) != nil {
-		t.Fatalf("bad vote in the aggregate: err %v", err)
-	}
-	out, err = vote(1, 1) // voter 1 may vote again, correctly
+	out, err := vote(1, 1) // voter 1 may vote again, correctly
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,8 @@ package primary
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
-	"github.com/tezos-dsn/dsn/internal/crypto"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/store"
 )
@@ -142,11 +140,10 @@ func (p *Primary) sendVote(out *Output, h *narwhal.Header, d narwhal.Digest) {
 	}}})
 }
 
-// onVote collects a vote for the current header. Votes are not checked one
-// by one: once a quorum is in, their aggregate is verified with a single
-// pairing, and only if that fails is each vote checked and the bad ones
-// dropped. A quorum makes the certificate, which is accepted locally and
-// broadcast.
+// onVote collects a vote for the current header. Each vote's signature is
+// checked as it arrives (one ed25519 verification, about 40 µs), so a
+// certificate is made of valid votes only: a quorum makes it, and it is
+// accepted locally and broadcast at once.
 func (p *Primary) onVote(out *Output, from narwhal.AuthorityID, v *narwhal.Vote) error {
 	c := p.cur
 	if c == nil || c.certified || v.Header != c.digest {
@@ -158,49 +155,28 @@ func (p *Primary) onVote(out *Output, from narwhal.AuthorityID, v *narwhal.Vote)
 	if c.voted[from] {
 		return nil
 	}
+	if err := p.verifier.CheckVote(v); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadVote, err)
+	}
 	c.voted[from] = true
 	c.sigs[from] = v.Signature
 	c.stake += p.committee.Stake(from)
 	return p.maybeCertify(out)
 }
 
+// maybeCertify makes the certificate once the (verified) votes reach a
+// quorum.
 func (p *Primary) maybeCertify(out *Output) error {
 	c := p.cur
 	if c.certified || c.stake < p.committee.QuorumThreshold() {
 		return nil
 	}
 	cert := &narwhal.Certificate{Header: *c.header}
-	var sigs []crypto.BLSSignature
 	for i, ok := range c.voted {
 		if ok {
 			cert.Signers = append(cert.Signers, narwhal.AuthorityID(i))
-			sigs = append(sigs, c.sigs[i])
+			cert.Signatures = append(cert.Signatures, c.sigs[i])
 		}
-	}
-	agg, err := crypto.AggregateSignatures(sigs)
-	if err == nil {
-		cert.Signature = agg
-		err = p.verifier.CheckCertificate(cert)
-	}
-	if err != nil {
-		// Some vote is bad: find it, drop it, wait for more votes.
-		var bad []error
-		for i, ok := range c.voted {
-			id := narwhal.AuthorityID(i)
-			if !ok || id == p.self {
-				continue
-			}
-			vote := narwhal.Vote{Header: c.digest, Round: c.header.Round, Epoch: c.header.Epoch, Origin: p.self, Voter: id, Signature: c.sigs[i]}
-			if verr := p.verifier.CheckVote(&vote); verr != nil {
-				c.voted[i] = false
-				c.stake -= p.committee.Stake(id)
-				bad = append(bad, fmt.Errorf("vote from %d: %w: %w", id, ErrBadVote, verr))
-			}
-		}
-		if len(bad) == 0 {
-			panic(fmt.Sprintf("primary: aggregate of valid votes does not verify: %v", err))
-		}
-		return errors.Join(bad...)
 	}
 	c.certified = true
 	out.Certified = append(out.Certified, c.header.Payload...)

@@ -91,15 +91,15 @@ type Replica struct {
 // the certificates above the GC horizon, the last proposed header, the votes
 // given, and the pending (acknowledged, uncommitted) batch digests.
 func New(cfg Config, committee *narwhal.Committee, v *narwhal.Verifier, self narwhal.AuthorityID,
-	key *crypto.BLSSecretKey, st store.Reader) (*Replica, error) {
+	key *crypto.SecretKey, st store.Reader) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if int(self) >= committee.Size() {
 		return nil, fmt.Errorf("self %d: %w", self, narwhal.ErrUnknownAuthority)
 	}
-	if key.PublicKey() != committee.Authorities[self].BLSKey {
-		return nil, fmt.Errorf("bls key does not match committee entry %d (%s)", self, committee.Authorities[self].Name)
+	if key.PublicKey() != committee.Authorities[self].ConsensusKey {
+		return nil, fmt.Errorf("consensus key does not match committee entry %d (%s)", self, committee.Authorities[self].Name)
 	}
 	r := &Replica{cfg: cfg, committee: committee, self: self, st: st}
 	r.b = bullshark.New(committee, cfg.GCDepth)

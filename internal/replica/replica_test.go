@@ -12,13 +12,13 @@ import (
 )
 
 // testCommittee returns a committee of n authorities with keys from seed.
-func testCommittee(t testing.TB, n int, seed int64) (*narwhal.Committee, []*crypto.BLSSecretKey) {
+func testCommittee(t testing.TB, n int, seed int64) (*narwhal.Committee, []*crypto.SecretKey) {
 	t.Helper()
 	rng := rand.New(rand.NewSource(seed))
 	c := &narwhal.Committee{Epoch: 0}
-	keys := make([]*crypto.BLSSecretKey, n)
+	keys := make([]*crypto.SecretKey, n)
 	for i := 0; i < n; i++ {
-		sk, err := crypto.GenerateBLSKey(rng)
+		sk, err := crypto.GenerateKey(rng)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -29,7 +29,7 @@ func testCommittee(t testing.TB, n int, seed int64) (*narwhal.Committee, []*cryp
 		}
 		a := narwhal.Authority{
 			Name: fmt.Sprintf("node-%d", i+1), Stake: 1000,
-			BLSKey: sk.PublicKey(), Possession: sk.ProvePossession(),
+			ConsensusKey: sk.PublicKey(),
 			Address: fmt.Sprintf("127.0.0.1:%d", 6400+10*(i+1)),
 		}
 		copy(a.NetworkKey[:], pub)
@@ -48,7 +48,7 @@ type cluster struct {
 	rng      *rand.Rand
 	c        *narwhal.Committee
 	v        *narwhal.Verifier
-	keys     []*crypto.BLSSecretKey
+	keys     []*crypto.SecretKey
 	cfg      Config
 	stores   []*store.Memory
 	reps     []*Replica // nil = crashed

@@ -143,7 +143,7 @@ type Sim struct {
 	opts      Options
 	rng       *rand.Rand
 	committee *narwhal.Committee
-	keys      []*crypto.BLSSecretKey
+	keys      []*crypto.SecretKey
 	verifier  *narwhal.Verifier
 	cfg       replica.Config
 	nodes     []*simNode
@@ -190,7 +190,7 @@ func New(opts Options) (*Sim, error) {
 	keyRng := rand.New(rand.NewSource(opts.Seed ^ 0x5eed))
 	s.committee = &narwhal.Committee{}
 	for i := 0; i < opts.Nodes; i++ {
-		sk, err := crypto.GenerateBLSKey(keyRng)
+		sk, err := crypto.GenerateKey(keyRng)
 		if err != nil {
 			return nil, err
 		}
@@ -198,12 +198,12 @@ func New(opts Options) (*Sim, error) {
 		if err != nil {
 			return nil, err
 		}
-		a := narwhal.Authority{Name: fmt.Sprintf("n%d", i), Stake: 1, BLSKey: sk.PublicKey(), Possession: sk.ProvePossession(), Address: "sim:1"}
+		a := narwhal.Authority{Name: fmt.Sprintf("n%d", i), Stake: 1, ConsensusKey: sk.PublicKey(), Address: "sim:1"}
 		copy(a.NetworkKey[:], pub)
 		s.committee.Authorities = append(s.committee.Authorities, a)
 		s.keys = append(s.keys, sk)
 	}
-	ks, err := crypto.NewKeySet(s.committee.BLSKeys())
+	ks, err := crypto.NewKeySet(s.committee.ConsensusKeys())
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,7 @@ import (
 	mrand "math/rand"
 	"testing"
 
-	"github.com/tezos-dsn/dsn/internal/crypto"
+	crypto "github.com/tezos-dsn/dsn/internal/crypto/bls"
 	"github.com/tezos-dsn/dsn/internal/pvm"
 )
 

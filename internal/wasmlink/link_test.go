@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tezos-dsn/dsn/internal/crypto"
+	crypto "github.com/tezos-dsn/dsn/internal/crypto/bls"
 	"github.com/tezos-dsn/dsn/internal/pvm"
 )
 

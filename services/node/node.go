@@ -93,7 +93,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	if self < 0 {
 		return nil, fmt.Errorf("name: %q is not in the committee", cfg.Name)
 	}
-	blsKey, err := config.LoadBLSKey(cfg.Path(cfg.BLSKeyFile))
+	consensusKey, err := config.LoadConsensusKey(cfg.Path(cfg.ConsensusKeyFile))
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := crypto.NewKeySet(committee.BLSKeys())
+	keys, err := crypto.NewKeySet(committee.ConsensusKeys())
 	if err != nil {
 		return nil, fmt.Errorf("committee keys: %w", err)
 	}
@@ -116,7 +116,7 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	log = log.With("node", cfg.Name)
-	rep, err := replica.New(cfg.Replica(), committee, verifier, narwhal.AuthorityID(self), blsKey, st)
+	rep, err := replica.New(cfg.Replica(), committee, verifier, narwhal.AuthorityID(self), consensusKey, st)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("recover replica: %w", err)
@@ -525,7 +525,7 @@ func (n *Node) Status() replica.Status {
 }
 
 // preVerify checks the signatures of all certificates in a group of events
-// with one multi-pairing; the verifier's cache then answers the replica's
+// in one batch; the verifier's cache then answers the replica's
 // one-by-one checks. A failure is ignored here: the replica finds and
 // rejects the bad certificate itself.
 func (n *Node) preVerify(group []any) {

@@ -8,7 +8,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/tezos-dsn/dsn/internal/crypto"
+	crypto "github.com/tezos-dsn/dsn/internal/crypto/bls"
 	"github.com/tezos-dsn/dsn/kernel/sdk"
 )
 

@@ -74,7 +74,7 @@ func StartTraced(tb testing.TB, n int, tr node.Tracer, opts ...Option) *Cluster 
 		c.Authorities[i].Address = fmt.Sprintf("127.0.0.1:%d", p2p)
 		nc := config.TestNode()
 		g := gens[i].Node
-		nc.Name, nc.Committee, nc.BLSKeyFile, nc.NetworkKeyFile, nc.DataDir = g.Name, g.Committee, g.BLSKeyFile, g.NetworkKeyFile, g.DataDir
+		nc.Name, nc.Committee, nc.ConsensusKeyFile, nc.NetworkKeyFile, nc.DataDir = g.Name, g.Committee, g.ConsensusKeyFile, g.NetworkKeyFile, g.DataDir
 		nc.P2PAddress = c.Authorities[i].Address
 		nc.TransactionsAddress = "127.0.0.1:0"
 		nc.ExportAddress = "127.0.0.1:0"

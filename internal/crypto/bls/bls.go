@@ -1,14 +1,14 @@
-// Package crypto holds DSN's signature schemes: BLS12-381 in the min-sig
-// variant (signatures in G1, 48 bytes; public keys in G2, 96 bytes) for votes
-// and certificates, with proofs of possession and batch verification, built
-// on gnark-crypto. Hot paths verify through a KeySet of decompressed
-// committee keys.
+// Package bls is BLS12-381 in the min-sig variant (signatures in G1, 48
+// bytes; public keys in G2, 96 bytes) with proofs of possession, aggregate
+// and batch verification, on gnark-crypto. Hot paths verify through a
+// KeySet of decompressed keys.
 //
-// The BLS part is deterministic and compiles for GOOS=wasip1: the rollup
-// kernel verifies certificates with this very code. Network identities
-// (ed25519 and mutual TLS) live in the subpackage mtls, which the kernel
-// never links.
-package crypto
+// Consensus does not use it: certificates carry ed25519 signatures
+// (internal/crypto; the measurements behind that choice are in
+// docs/consensus.md). It stays as the library the example BLS kernel
+// (kernel/examples/blsverify) and its benchmarks exercise, and compiles for
+// GOOS=wasip1.
+package bls
 
 import (
 	"bytes"

@@ -1,0 +1,184 @@
+// Package crypto holds DSN's consensus signatures: ed25519 (RFC 8032)
+// signing, verified under the ZIP-215 rules (github.com/hdevalence/
+// ed25519consensus), which make single and batch verification agree on
+// every input, so that every node and the rollup kernel reach the same
+// verdict on the same bytes. Votes are signed with it and a certificate
+// carries its signers' signatures (see docs/consensus.md for why ed25519
+// and not BLS aggregates).
+//
+// It is deterministic and compiles for GOOS=wasip1: the kernel verifies
+// certificates with this very code. On wasip1, where randomness is not
+// secret, many signatures are verified one by one instead of in a batch.
+// Network identities (mutual TLS) live in the subpackage mtls; BLS12-381 in
+// the subpackage bls.
+package crypto
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+
+	"filippo.io/edwards25519"
+	"github.com/hdevalence/ed25519consensus"
+)
+
+// Sizes of keys and signatures.
+const (
+	PublicKeySize = ed25519.PublicKeySize // 32
+	SignatureSize = ed25519.SignatureSize // 64
+	SeedSize      = ed25519.SeedSize      // 32: the secret key file holds the seed
+)
+
+// PublicKey is an ed25519 public key.
+type PublicKey [PublicKeySize]byte
+
+// Signature is an ed25519 signature.
+type Signature [SignatureSize]byte
+
+// Errors.
+var (
+	ErrInvalidSignature = errors.New("crypto: invalid signature")
+	ErrInvalidPublicKey = errors.New("crypto: invalid public key")
+	ErrInvalidSecretKey = errors.New("crypto: invalid secret key")
+	ErrUnknownSigner    = errors.New("crypto: unknown signer")
+)
+
+// SecretKey signs consensus messages.
+type SecretKey struct {
+	priv ed25519.PrivateKey
+	pub  PublicKey
+}
+
+// GenerateKey draws a key from rand (crypto/rand.Reader in production; a
+// seeded source in tests).
+func GenerateKey(rand io.Reader) (*SecretKey, error) {
+	seed := make([]byte, SeedSize)
+	if _, err := io.ReadFull(rand, seed); err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	return SecretKeyFromSeed(seed)
+}
+
+// SecretKeyFromSeed returns the key of a 32-byte seed.
+func SecretKeyFromSeed(seed []byte) (*SecretKey, error) {
+	if len(seed) != SeedSize {
+		return nil, fmt.Errorf("%w: seed of %d bytes, want %d", ErrInvalidSecretKey, len(seed), SeedSize)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	sk := &SecretKey{priv: priv}
+	copy(sk.pub[:], priv.Public().(ed25519.PublicKey))
+	return sk, nil
+}
+
+// Seed returns the 32-byte seed (what a key file stores).
+func (sk *SecretKey) Seed() []byte { return sk.priv.Seed() }
+
+// PublicKey returns the public key.
+func (sk *SecretKey) PublicKey() PublicKey { return sk.pub }
+
+// Sign signs msg (deterministic, RFC 8032).
+func (sk *SecretKey) Sign(msg []byte) Signature {
+	var s Signature
+	copy(s[:], ed25519.Sign(sk.priv, msg))
+	return s
+}
+
+// ValidatePublicKey checks that pk is a canonical encoding of a curve point
+// of large order: a small-order key would let signatures verify for
+// messages nobody signed, so a committee must not contain one.
+func ValidatePublicKey(pk PublicKey) error {
+	p, err := new(edwards25519.Point).SetBytes(pk[:])
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidPublicKey, err)
+	}
+	if !bytes.Equal(p.Bytes(), pk[:]) {
+		return fmt.Errorf("%w: non-canonical encoding", ErrInvalidPublicKey)
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return fmt.Errorf("%w: small order", ErrInvalidPublicKey)
+	}
+	return nil
+}
+
+// Verify checks one signature under the ZIP-215 rules.
+func Verify(pk PublicKey, msg []byte, sig Signature) error {
+	if !ed25519consensus.Verify(pk[:], msg, sig[:]) {
+		return ErrInvalidSignature
+	}
+	return nil
+}
+
+// KeySet holds a committee's public keys, indexed 0..n-1. Safe for
+// concurrent use.
+type KeySet struct {
+	keys []PublicKey
+}
+
+// NewKeySet checks every key.
+func NewKeySet(pks []PublicKey) (*KeySet, error) {
+	for i, pk := range pks {
+		if err := ValidatePublicKey(pk); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+	}
+	return &KeySet{keys: append([]PublicKey(nil), pks...)}, nil
+}
+
+// Len returns the number of keys.
+func (ks *KeySet) Len() int { return len(ks.keys) }
+
+// Verify checks one signer's signature.
+func (ks *KeySet) Verify(signer int, msg []byte, sig Signature) error {
+	if signer < 0 || signer >= len(ks.keys) {
+		return fmt.Errorf("%w: %d", ErrUnknownSigner, signer)
+	}
+	return Verify(ks.keys[signer], msg, sig)
+}
+
+// SignedItem is one signature to check in a batch.
+type SignedItem struct {
+	Signer    int
+	Message   []byte
+	Signature Signature
+}
+
+// VerifyMany checks every item: one batch verification (a random linear
+// combination, about half the cost per signature at 30) where randomness
+// is secret, one by one on wasip1. An error means at least one is invalid;
+// FindInvalid says which.
+func (ks *KeySet) VerifyMany(items []SignedItem) error {
+	for _, it := range items {
+		if it.Signer < 0 || it.Signer >= len(ks.keys) {
+			return fmt.Errorf("%w: %d", ErrUnknownSigner, it.Signer)
+		}
+	}
+	if len(items) == 1 || !batchVerification {
+		for _, it := range items {
+			if err := Verify(ks.keys[it.Signer], it.Message, it.Signature); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	bv := ed25519consensus.NewPreallocatedBatchVerifier(len(items))
+	for _, it := range items {
+		bv.Add(ks.keys[it.Signer][:], it.Message, it.Signature[:])
+	}
+	if !bv.Verify() {
+		return ErrInvalidSignature
+	}
+	return nil
+}
+
+// FindInvalid returns the indices of the invalid items, checking one by one.
+func (ks *KeySet) FindInvalid(items []SignedItem) []int {
+	var bad []int
+	for i, it := range items {
+		if ks.Verify(it.Signer, it.Message, it.Signature) != nil {
+			bad = append(bad, i)
+		}
+	}
+	return bad
+}

@@ -1,0 +1,149 @@
+package crypto
+
+import (
+	"bytes"
+	"errors"
+	"math/rand"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+func keys(t testing.TB, n int) ([]*SecretKey, []PublicKey) {
+	t.Helper()
+	rng := rand.New(rand.NewSource(1))
+	var sks []*SecretKey
+	var pks []PublicKey
+	for range n {
+		sk, err := GenerateKey(rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sks, pks = append(sks, sk), append(pks, sk.PublicKey())
+	}
+	return sks, pks
+}
+
+// RFC 8032 test vector 1 (empty message): our signing is plain ed25519.
+func TestRFC8032Vector(t *testing.T) {
+	seed := mustHex(t, "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+	sk, err := SecretKeyFromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := sk.PublicKey()
+	if !bytes.Equal(pub[:], mustHex(t, "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")) {
+		t.Fatalf("public key %x", pub)
+	}
+	sig := sk.Sign(nil)
+	want := mustHex(t, "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+	if !bytes.Equal(sig[:], want) {
+		t.Fatalf("signature %x", sig)
+	}
+	if err := Verify(pub, nil, sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	b, err := DecodeKey(s, len(s)/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestVerifyManyFindsTheBadOne(t *testing.T) {
+	sks, pks := keys(t, 7)
+	ks, err := NewKeySet(pks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []SignedItem
+	for i, sk := range sks {
+		msg := []byte{byte(i), 'v'}
+		items = append(items, SignedItem{Signer: i, Message: msg, Signature: sk.Sign(msg)})
+	}
+	if err := ks.VerifyMany(items); err != nil {
+		t.Fatal(err)
+	}
+	items[4].Message = []byte("other")
+	if err := ks.VerifyMany(items); !errors.Is(err, ErrInvalidSignature) {
+		t.Fatalf("a bad signature in the batch: %v", err)
+	}
+	if bad := ks.FindInvalid(items); len(bad) != 1 || bad[0] != 4 {
+		t.Fatalf("FindInvalid = %v", bad)
+	}
+	items[4].Signer = 9
+	if err := ks.VerifyMany(items); !errors.Is(err, ErrUnknownSigner) {
+		t.Fatalf("unknown signer: %v", err)
+	}
+	// The cache answers a second check, and never caches a failure.
+	c := NewCachedKeySet(ks, 100)
+	items[4] = SignedItem{Signer: 4, Message: []byte("x"), Signature: sks[4].Sign([]byte("x"))}
+	if err := c.VerifyMany(items); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Verify(4, []byte("y"), items[4].Signature); err == nil {
+		t.Fatal("the cache accepted a signature over another message")
+	}
+}
+
+func TestSmallOrderKeysAreRejected(t *testing.T) {
+	var identity PublicKey
+	identity[0] = 1 // the identity point (0, 1)
+	if err := ValidatePublicKey(identity); !errors.Is(err, ErrInvalidPublicKey) {
+		t.Fatalf("identity key: %v", err)
+	}
+	if _, err := NewKeySet([]PublicKey{identity}); err == nil {
+		t.Fatal("a committee with a small-order key")
+	}
+	var bad PublicKey
+	for i := range bad {
+		bad[i] = 0xff
+	}
+	if err := ValidatePublicKey(bad); err == nil {
+		t.Fatal("a non-canonical encoding was accepted")
+	}
+}
+
+func TestBuildsForWasm(t *testing.T) {
+	cmd := exec.Command("go", "build", "-o", os.DevNull, ".")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("GOOS=wasip1 build: %v\n%s", err, out)
+	}
+}
+
+func BenchmarkSign(b *testing.B) {
+	sks, _ := keys(b, 1)
+	msg := make([]byte, 48)
+	for b.Loop() {
+		sks[0].Sign(msg)
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	sks, pks := keys(b, 1)
+	msg := make([]byte, 48)
+	sig := sks[0].Sign(msg)
+	for b.Loop() {
+		Verify(pks[0], msg, sig)
+	}
+}
+
+// BenchmarkVerifyCertificate: a 5-of-7 certificate's signatures in one batch.
+func BenchmarkVerifyCertificate(b *testing.B) {
+	sks, pks := keys(b, 7)
+	ks, _ := NewKeySet(pks)
+	msg := make([]byte, 48)
+	var items []SignedItem
+	for i := range 5 {
+		items = append(items, SignedItem{Signer: i, Message: msg, Signature: sks[i].Sign(msg)})
+	}
+	for b.Loop() {
+		if err := ks.VerifyMany(items); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
