@@ -40,7 +40,7 @@ func (p *Primary) parentSatisfied(round uint64, d narwhal.Digest) bool {
 // onCertificates verifies and processes certificates from a peer. A batch of
 // fetched certificates is authenticated by its tips: the certificates no
 // other certificate of the batch references are signature-checked (one
-// multi-pairing); every other one is named by the digest link from a checked
+// batch); every other one is named by the digest link from a checked
 // descendant, which is as good as its own signatures.
 func (p *Primary) onCertificates(out *Output, from narwhal.AuthorityID, cs []narwhal.Certificate) error {
 	var fresh []*narwhal.Certificate

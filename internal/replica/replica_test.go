@@ -30,7 +30,7 @@ func testCommittee(t testing.TB, n int, seed int64) (*narwhal.Committee, []*cryp
 		a := narwhal.Authority{
 			Name: fmt.Sprintf("node-%d", i+1), Stake: 1000,
 			ConsensusKey: sk.PublicKey(),
-			Address: fmt.Sprintf("127.0.0.1:%d", 6400+10*(i+1)),
+			Address:      fmt.Sprintf("127.0.0.1:%d", 6400+10*(i+1)),
 		}
 		copy(a.NetworkKey[:], pub)
 		c.Authorities = append(c.Authorities, a)

@@ -11,7 +11,9 @@ import (
 
 // BenchmarkKernelRun reports the cost of one level (one kernel_run, i.e.
 // a fresh instance with Go runtime start-up) for the echo kernel, and for
-// the BLS kernel with 0 and 1 signature, side by side.
+// the BLS kernel with 0 and 1 signature, and the certificate kernel
+// (ed25519, internal/narwhal's Verifier) with 0, 1 and 4 certificates of 5
+// signatures, side by side.
 func BenchmarkKernelRun(b *testing.B) {
 	ctx := context.Background()
 	bls, err := Build(ctx, "../..", "./kernel/examples/blsverify")
@@ -22,6 +24,11 @@ func BenchmarkKernelRun(b *testing.B) {
 	pk, msg := sk.PublicKey(), []byte("m")
 	sig := sk.Sign(msg)
 	signed := pvm.External(append(append(append([]byte{}, pk[:]...), sig[:]...), msg...))
+	certKernel, err := Build(ctx, "../..", "./kernel/examples/certverify")
+	if err != nil {
+		b.Fatal(err)
+	}
+	committee, cert := signedCertificate(b)
 	for _, tc := range []struct {
 		name   string
 		kernel []byte
@@ -30,6 +37,10 @@ func BenchmarkKernelRun(b *testing.B) {
 		{"echo", echoKernel(b), [][]byte{pvm.External([]byte("x"))}},
 		{"bls-0-verifications", bls, nil},
 		{"bls-1-verification", bls, [][]byte{signed}},
+		{"ed25519-committee-only", certKernel, [][]byte{pvm.External(committee)}},
+		{"ed25519-1-certificate-5-signatures", certKernel, [][]byte{pvm.External(committee), pvm.External(cert.Encode())}},
+		{"ed25519-4-certificates-5-signatures", certKernel, [][]byte{pvm.External(committee), pvm.External(cert.Encode()),
+			pvm.External(cert.Encode()), pvm.External(cert.Encode()), pvm.External(cert.Encode())}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			p, _ := pvm.New(ctx, pvm.DefaultConfig(), nil)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	mrand "math/rand"
 	"os"
 	"os/exec"
@@ -13,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	dsncrypto "github.com/tezos-dsn/dsn/internal/crypto"
 	crypto "github.com/tezos-dsn/dsn/internal/crypto/bls"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/pvm"
 )
 
@@ -134,5 +137,68 @@ func TestBLSVerificationInsideThePVM(t *testing.T) {
 	}
 	if v, _ := p.Durable().Get("/verdict/1-3"); !strings.Contains(string(v), "invalid signature") {
 		t.Fatalf("bad signature: %q", v)
+	}
+}
+
+// signedCertificate returns a 7-authority committee's encoding and a
+// round-1 certificate signed by five of them.
+func signedCertificate(t testing.TB) (committee []byte, cert *narwhal.Certificate) {
+	t.Helper()
+	rng := mrand.New(mrand.NewSource(2))
+	c := &narwhal.Committee{}
+	var keys []*dsncrypto.SecretKey
+	for i := range 7 {
+		sk, err := dsncrypto.GenerateKey(rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nk, err := dsncrypto.GenerateKey(rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := narwhal.Authority{Name: fmt.Sprint("n", i), Stake: 1, ConsensusKey: sk.PublicKey(), Address: "h:1"}
+		a.NetworkKey = nk.PublicKey()
+		c.Authorities = append(c.Authorities, a)
+		keys = append(keys, sk)
+	}
+	var parents []narwhal.Digest
+	for _, g := range narwhal.Genesis(c) {
+		parents = append(parents, g.Digest())
+	}
+	h := narwhal.Header{Author: 2, Round: 1, CreatedAt: 1, Parents: narwhal.SortDigests(parents)}
+	cert = &narwhal.Certificate{Header: h}
+	for _, s := range []narwhal.AuthorityID{0, 1, 2, 4, 6} {
+		cert.Signers = append(cert.Signers, s)
+		cert.Signatures = append(cert.Signatures, keys[s].Sign(narwhal.VoteMessage(h.Digest())))
+	}
+	return c.Encode(), cert
+}
+
+func TestCertificateVerificationInsideThePVM(t *testing.T) {
+	k, err := Build(context.Background(), "../..", "./kernel/examples/certverify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pvm.Validate(k); err != nil {
+		t.Fatal(err)
+	}
+	committee, cert := signedCertificate(t)
+	forged := *cert
+	forged.Signatures = append([]dsncrypto.Signature(nil), cert.Signatures...)
+	forged.Signatures[3][0] ^= 1
+	ctx := context.Background()
+	p, _ := pvm.New(ctx, pvm.DefaultConfig(), nil)
+	defer p.Close(ctx)
+	p.InstallKernel(k)
+	start := time.Now()
+	res, err := p.RunLevel(ctx, 1, 0, [32]byte{}, [][]byte{pvm.External(committee), pvm.External(cert.Encode()), pvm.External(forged.Encode())})
+	if err != nil || res.Stuck != "" {
+		t.Fatalf("%v %s %s", err, res.Stuck, res.Debug)
+	}
+	t.Logf("kernel_run verifying 2 certificates of 5 ed25519 signatures: %s (wasm %d bytes)", time.Since(start), len(k))
+	for id, want := range map[int]string{2: "ok", 3: "ok", 4: "invalid signature"} {
+		if v, _ := p.Durable().Get(fmt.Sprintf("/verdict/1-%d", id)); !strings.Contains(string(v), want) {
+			t.Fatalf("message %d: %q, want %q", id, v, want)
+		}
 	}
 }
