@@ -184,6 +184,15 @@ func (r *Replica) Submit(ticket uint64, tx []byte) Output {
 	return out
 }
 
+// Flush seals the worker's current batch if nothing of its own is waiting
+// for a quorum (see worker.Flush); a runtime calls it whenever it has
+// handled every ready event.
+func (r *Replica) Flush() Output {
+	var out Output
+	r.fromWorker(&out, r.w.Flush())
+	return out
+}
+
 // Tick advances time by one tick; nowMs (unix milliseconds) stamps headers.
 func (r *Replica) Tick(nowMs uint64) Output {
 	var out Output

@@ -114,6 +114,7 @@ func (s *Sim) handle(e *event) {
 			s.tracef("reject n%d: %v", e.node, err)
 		}
 		s.apply(e.node, out)
+		s.apply(e.node, n.rep.Flush())
 	case evSubmit:
 		n := s.nodes[e.node]
 		if !n.up {
@@ -124,6 +125,7 @@ func (s *Sim) handle(e *event) {
 		n.tickets[s.nextTx] = tx
 		s.submitted++
 		s.apply(e.node, n.rep.Submit(s.nextTx, tx))
+		s.apply(e.node, n.rep.Flush()) // as the node does once no other event is ready
 	case evCrash:
 		n := s.nodes[e.node]
 		if !n.up {

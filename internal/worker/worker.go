@@ -225,6 +225,19 @@ func (w *Worker) Submit(ticket uint64, tx []byte) Output {
 	return out
 }
 
+// Flush seals the current batch at once if no own batch is waiting for its
+// quorum (Nagle's rule): at low load a transaction leaves without waiting
+// for MaxBatchDelay, while under load transactions gather behind the batch
+// in flight, so batches grow with the load instead of multiplying. A
+// runtime calls it when it has handled every event that was ready.
+func (w *Worker) Flush() Output {
+	var out Output
+	if len(w.cur) > 0 && len(w.inflight) == 0 {
+		w.seal(&out)
+	}
+	return out
+}
+
 // Tick advances time by one tick: seals a batch that waited long enough and
 // retries unacknowledged broadcasts and missing-batch requests.
 func (w *Worker) Tick() Output {

@@ -198,3 +198,31 @@ func TestCommittedFetchOutlivesGCAndRestart(t *testing.T) {
 		t.Fatalf("after the response: %+v", s)
 	}
 }
+
+// Flush seals at once when no own batch waits for its quorum, and
+// otherwise lets transactions gather behind the one in flight.
+func TestFlushFollowsNaglesRule(t *testing.T) {
+	w := New(cfg, committee(4), 0, store.NewMemory())
+	w.Submit(1, []byte("a"))
+	out := w.Flush()
+	if len(out.Sealed) != 1 {
+		t.Fatal("nothing in flight: Flush must seal")
+	}
+	d := out.Sealed[0]
+	w.Submit(2, []byte("b"))
+	w.Submit(3, []byte("c"))
+	if out := w.Flush(); len(out.Sealed) != 0 {
+		t.Fatal("a batch in flight: Flush must wait")
+	}
+	w.Receive(1, &narwhal.BatchAckMsg{Digest: d})
+	if out, _ := w.Receive(2, &narwhal.BatchAckMsg{Digest: d}); len(out.Acked) != 1 {
+		t.Fatal("quorum not reached")
+	}
+	out = w.Flush()
+	if len(out.Sealed) != 1 || len(out.Messages) != 3 {
+		t.Fatalf("after the quorum Flush must seal the two waiting transactions: %+v", out)
+	}
+	if b := out.Messages[0].Msg.(*narwhal.BatchMsg); len(b.Batch.Transactions) != 2 {
+		t.Fatalf("sealed %d transactions, want 2", len(b.Batch.Transactions))
+	}
+}

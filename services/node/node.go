@@ -366,6 +366,7 @@ func (n *Node) loop(ctx context.Context) error {
 		for _, ev := range group {
 			handle(ev)
 		}
+		out.Append(n.replica.Flush()) // nothing else is ready: seal now if no batch is in flight
 		n.metrics.loopBatch.Observe(float64(len(group)))
 		if err := hand(); err != nil {
 			return err
