@@ -1,0 +1,503 @@
+// Package state is the DSN rollup kernel's state machine: a Bullshark
+// replica fed from the inbox (DESIGN.md §5). It reassembles submissions
+// from targeted external messages (internal/da), authenticates their
+// certificates — the tips by signature with internal/narwhal's Verifier,
+// every other one by the digest link from a checked descendant — checks
+// that each certificate comes with exactly the batches its header names,
+// runs the certificates in causal order through internal/bullshark (the
+// code the nodes run), and for every committed sub-DAG writes a block, the
+// head and a running ordering hash, and hands each transaction to the
+// Application.
+//
+// Everything lives in a Store (the kernel's durable storage): a kernel_run
+// starts from a fresh instance, so Load rebuilds the Bullshark state and
+// the DAG above the GC horizon on every run. It is a pure core: no clock,
+// no randomness, no I/O besides the Store. Bad input is reported through
+// the debug function and skipped; it never panics the kernel.
+//
+// Durable layout (keys under the kernel's /dsn/ prefix):
+//
+//	committee      canonical narwhal.Committee (origination setup; never from the inbox)
+//	gc_depth       u64, big-endian (setup)
+//	bullshark      Bullshark state (watermarks, last index)
+//	dag/<round>    the certificates of a round above the GC horizon: (u32 length ‖ canonical certificate)…
+//	dag_min, dag_max   u64: rounds stored
+//	batch/<certificate digest>/<i>   the i-th batch of a certificate not yet committed
+//	blocks/<n>     block n: index u64 ‖ leader digest ‖ commit timestamp u64 ‖ count u32 ‖ transaction digests (BLAKE2b-256)
+//	head           u64: the last block
+//	ordering_hash  BLAKE2b-256(previous hash ‖ block n record), chained from 32 zero bytes
+//	da/…           the reassembler's pending chunks
+//	app/…          the Application's state
+package state
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"golang.org/x/crypto/blake2b"
+
+	"github.com/tezos-dsn/dsn/internal/bullshark"
+	"github.com/tezos-dsn/dsn/internal/da"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+)
+
+// Store is the kernel's durable key-value space (see the package doc for
+// the layout). Values may be of any size.
+type Store = da.Store
+
+// Application receives the committed transactions, block by block, in
+// order. It keeps its state under its own Store (the app/ prefix).
+type Application interface {
+	Apply(st Store, block uint64, tx []byte)
+}
+
+// Digests is the reference application: as the proof of concept did, it
+// records each transaction's digest with the block that ordered it
+// (app/tx/<hex digest> = block u64).
+type Digests struct{}
+
+// Apply implements Application.
+func (Digests) Apply(st Store, block uint64, tx []byte) {
+	d := blake2b.Sum256(tx)
+	st.Put("tx/"+hex.EncodeToString(d[:]), binary.BigEndian.AppendUint64(nil, block))
+}
+
+// Errors of Load.
+var (
+	ErrNoCommittee = errors.New("state: no committee in durable storage (origination setup missing)")
+	ErrCorrupt     = errors.New("state: durable state does not decode")
+)
+
+// Machine is one kernel_run's view of the rollup state.
+type Machine struct {
+	st       Store
+	app      Application
+	debug    func(string)
+	rollup   [20]byte
+	verifier *narwhal.Verifier
+	b        *bullshark.Bullshark
+	da       *da.Reassembler
+}
+
+// prefixed is a Store under a key prefix.
+type prefixed struct {
+	st     Store
+	prefix string
+}
+
+func (p prefixed) Get(k string) ([]byte, bool) { return p.st.Get(p.prefix + k) }
+func (p prefixed) Put(k string, v []byte)      { p.st.Put(p.prefix+k, v) }
+func (p prefixed) Delete(k string)             { p.st.Delete(p.prefix + k) }
+
+func u64(st Store, k string) uint64 {
+	raw, ok := st.Get(k)
+	if !ok || len(raw) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(raw)
+}
+
+func putU64(st Store, k string, v uint64) { st.Put(k, binary.BigEndian.AppendUint64(nil, v)) }
+
+// Load rebuilds the machine of the rollup at address rollup from st: the
+// committee from the setup, Bullshark's state and the DAG above its GC
+// horizon.
+func Load(st Store, rollup [20]byte, app Application, debug func(string)) (*Machine, error) {
+	raw, ok := st.Get("committee")
+	if !ok {
+		return nil, ErrNoCommittee
+	}
+	committee, err := narwhal.DecodeCommittee(raw)
+	if err == nil {
+		err = committee.Validate()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: committee: %w", ErrCorrupt, err)
+	}
+	v, err := narwhal.NewVerifier(committee)
+	if err != nil {
+		return nil, fmt.Errorf("%w: committee keys: %w", ErrCorrupt, err)
+	}
+	gcDepth := u64(st, "gc_depth")
+	if gcDepth < 2 {
+		return nil, fmt.Errorf("%w: gc_depth %d", ErrCorrupt, gcDepth)
+	}
+	m := &Machine{st: st, app: app, debug: debug, rollup: rollup, verifier: v,
+		b: bullshark.New(committee, gcDepth), da: da.NewReassembler(prefixed{st, "da/"}, da.DefaultConfig())}
+	if raw, ok := st.Get("bullshark"); ok {
+		s, err := bullshark.DecodeState(raw)
+		if err == nil {
+			err = m.b.Restore(s)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: bullshark: %w", ErrCorrupt, err)
+		}
+	}
+	for r := max(u64(st, "dag_min"), m.b.GCRound()+1); r <= u64(st, "dag_max"); r++ {
+		certs, err := m.round(r)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range certs {
+			if err := m.b.Insert(c); err != nil {
+				return nil, fmt.Errorf("%w: re-insert %s: %w", ErrCorrupt, c.Digest().Short(), err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// round returns the stored certificates of round r.
+func (m *Machine) round(r uint64) ([]*narwhal.Certificate, error) {
+	raw, _ := m.st.Get("dag/" + strconv.FormatUint(r, 10))
+	var out []*narwhal.Certificate
+	for len(raw) > 0 {
+		if len(raw) < 4 || uint64(binary.BigEndian.Uint32(raw)) > uint64(len(raw)-4) {
+			return nil, fmt.Errorf("%w: dag round %d", ErrCorrupt, r)
+		}
+		n := binary.BigEndian.Uint32(raw)
+		c, err := narwhal.DecodeCertificate(raw[4 : 4+n])
+		if err != nil {
+			return nil, fmt.Errorf("%w: dag round %d: %w", ErrCorrupt, r, err)
+		}
+		out = append(out, c)
+		raw = raw[4+n:]
+	}
+	return out, nil
+}
+
+// Head returns the last block's index.
+func (m *Machine) Head() uint64 { return u64(m.st, "head") }
+
+// StartLevel expires the reassembler's stale submissions; call it once per
+// level before its messages.
+func (m *Machine) StartLevel(level uint32) { m.da.Expire(level) }
+
+// Input handles one external message of level (its bytes after the
+// inbox's 01 tag). Messages for other rollups and anything malformed are
+// skipped, the latter with a debug line.
+func (m *Machine) Input(level uint32, msg []byte) {
+	contents, ok := da.Untarget(m.rollup, msg)
+	if !ok {
+		return // not ours
+	}
+	chunk, err := da.DecodeChunk(contents)
+	if err != nil {
+		m.debug(fmt.Sprintf("dsn: level %d: skipped message: %v", level, err))
+		return
+	}
+	payload, err := m.da.Add(level, chunk)
+	if err != nil {
+		m.debug(fmt.Sprintf("dsn: level %d: skipped chunk %d/%d of %x: %v", level, chunk.Index, chunk.Count, chunk.ID[:4], err))
+		return
+	}
+	if payload == nil {
+		return
+	}
+	entries, err := DecodeSubmission(payload)
+	if err != nil {
+		m.debug(fmt.Sprintf("dsn: level %d: skipped submission %x: %v", level, chunk.ID[:4], err))
+		return
+	}
+	if err := m.Submit(entries); err != nil {
+		m.debug(fmt.Sprintf("dsn: level %d: rejected submission %x: %v", level, chunk.ID[:4], err))
+	}
+}
+
+// Submit authenticates a submission and runs its new certificates through
+// Bullshark. A submission with any malformed or unauthenticated
+// certificate is rejected whole; certificates Bullshark refuses (a missing
+// parent, an equivocation) are skipped one by one with a debug line.
+func (m *Machine) Submit(entries []Entry) error {
+	var fresh []Entry
+	seen := map[narwhal.Digest]bool{}
+	for i, e := range entries {
+		c := e.Certificate
+		if err := m.verifier.CheckCertificateShape(c); err != nil {
+			return fmt.Errorf("certificate %d: %w", i, err)
+		}
+		if c.Round() == 0 {
+			continue // genesis is implicit
+		}
+		if len(e.Batches) != len(c.Header.Payload) {
+			return fmt.Errorf("certificate %s: %d batches for %d digests", c.Digest().Short(), len(e.Batches), len(c.Header.Payload))
+		}
+		for j, b := range e.Batches {
+			if b.Digest() != c.Header.Payload[j] {
+				return fmt.Errorf("certificate %s: batch %d does not match its digest", c.Digest().Short(), j)
+			}
+		}
+		d := c.Digest()
+		if seen[d] || c.Round() <= m.b.GCRound() || m.known(c) {
+			continue
+		}
+		seen[d] = true
+		fresh = append(fresh, e)
+	}
+	// Tips carry the authentication: every other new certificate is a
+	// parent (transitively) of a tip, and a tip's signers vouched for its
+	// parents' digests.
+	referenced := map[narwhal.Digest]bool{}
+	for _, e := range fresh {
+		for _, p := range e.Certificate.Header.Parents {
+			referenced[p] = true
+		}
+	}
+	var tips []*narwhal.Certificate
+	for _, e := range fresh {
+		if !referenced[e.Certificate.Digest()] {
+			tips = append(tips, e.Certificate)
+		}
+	}
+	if err := m.verifier.CheckCertificates(tips); err != nil {
+		return err
+	}
+	slices.SortStableFunc(fresh, func(a, b Entry) int {
+		if a.Certificate.Round() != b.Certificate.Round() {
+			if a.Certificate.Round() < b.Certificate.Round() {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Certificate.Author()) - int(b.Certificate.Author())
+	})
+	progress := false
+	for _, e := range fresh {
+		switch err := m.process(e); {
+		case err == nil:
+			progress = true
+		case errors.Is(err, bullshark.ErrMissingParent):
+			m.suspend(e)
+		default:
+			m.debug(fmt.Sprintf("dsn: skipped certificate %s: %v", e.Certificate.Digest().Short(), err))
+		}
+	}
+	if progress {
+		m.wake()
+	}
+	m.st.Put("bullshark", m.b.State().Encode())
+	m.gc()
+	return nil
+}
+
+// process runs one authenticated certificate through Bullshark, keeps it,
+// and writes the blocks it commits.
+func (m *Machine) process(e Entry) error {
+	subdags, err := m.b.ProcessCertificate(e.Certificate)
+	if err != nil {
+		return err
+	}
+	m.store(e)
+	for _, s := range subdags {
+		m.commit(s)
+	}
+	return nil
+}
+
+// MaxSuspended bounds the authenticated certificates kept while their
+// parents are missing (submissions from several posters may arrive out of
+// order); past it the newest are dropped, and a poster must send them again.
+const MaxSuspended = 4096
+
+// suspend keeps an authenticated certificate whose parents have not
+// arrived: "wait" lists their digests, "wait/<digest>" holds each entry.
+func (m *Machine) suspend(e Entry) {
+	d := e.Certificate.Digest()
+	k := "wait/" + hex.EncodeToString(d[:])
+	if _, ok := m.st.Get(k); ok {
+		return
+	}
+	list, _ := m.st.Get("wait")
+	if len(list)/32 >= MaxSuspended {
+		m.debug(fmt.Sprintf("dsn: dropped certificate %s: %d certificates already wait for parents", d.Short(), MaxSuspended))
+		return
+	}
+	m.st.Put(k, EncodeSubmission([]Entry{e}))
+	m.st.Put("wait", append(append([]byte(nil), list...), d[:]...))
+}
+
+// wake processes the suspended certificates whose parents are now there,
+// round by round, until nothing moves; those below the GC horizon go.
+func (m *Machine) wake() {
+	list, _ := m.st.Get("wait")
+	if len(list) == 0 {
+		return
+	}
+	var waiting []Entry
+	for i := 0; i+32 <= len(list); i += 32 {
+		k := "wait/" + hex.EncodeToString(list[i:i+32])
+		raw, _ := m.st.Get(k)
+		m.st.Delete(k)
+		es, err := DecodeSubmission(raw)
+		if err != nil || len(es) != 1 {
+			panic(fmt.Sprintf("state: suspended entry does not decode: %v", err)) // written by suspend
+		}
+		waiting = append(waiting, es[0])
+	}
+	m.st.Delete("wait")
+	slices.SortStableFunc(waiting, func(a, b Entry) int {
+		if a.Certificate.Round() != b.Certificate.Round() {
+			if a.Certificate.Round() < b.Certificate.Round() {
+				return -1
+			}
+			return 1
+		}
+		return int(a.Certificate.Author()) - int(b.Certificate.Author())
+	})
+	for moved := true; moved; {
+		moved = false
+		rest := waiting[:0]
+		for _, e := range waiting {
+			if e.Certificate.Round() <= m.b.GCRound() {
+				continue
+			}
+			switch err := m.process(e); {
+			case err == nil:
+				moved = true
+			case errors.Is(err, bullshark.ErrMissingParent):
+				rest = append(rest, e)
+			default:
+				m.debug(fmt.Sprintf("dsn: skipped certificate %s: %v", e.Certificate.Digest().Short(), err))
+			}
+		}
+		waiting = rest
+	}
+	for _, e := range waiting {
+		m.suspend(e)
+	}
+}
+
+// known reports whether Bullshark holds this very certificate.
+func (m *Machine) known(c *narwhal.Certificate) bool {
+	certs, _ := m.round(c.Round())
+	for _, k := range certs {
+		if k.Author() == c.Author() {
+			return k.Digest() == c.Digest()
+		}
+	}
+	return false
+}
+
+func batchKey(cert narwhal.Digest, i int) string {
+	return "batch/" + hex.EncodeToString(cert[:]) + "/" + strconv.Itoa(i)
+}
+
+// store keeps an accepted certificate and its batches.
+func (m *Machine) store(e Entry) {
+	c := e.Certificate
+	d := c.Digest()
+	for i, b := range e.Batches {
+		m.st.Put(batchKey(d, i), b.Encode())
+	}
+	k := "dag/" + strconv.FormatUint(c.Round(), 10)
+	raw, _ := m.st.Get(k)
+	enc := c.Encode()
+	raw = binary.BigEndian.AppendUint32(append([]byte(nil), raw...), uint32(len(enc)))
+	m.st.Put(k, append(raw, enc...))
+	if c.Round() > u64(m.st, "dag_max") {
+		putU64(m.st, "dag_max", c.Round())
+	}
+	if _, ok := m.st.Get("dag_min"); !ok {
+		putU64(m.st, "dag_min", c.Round())
+	}
+}
+
+// commit writes block s, hands its transactions to the application and
+// drops its batches.
+func (m *Machine) commit(s *bullshark.CommittedSubDAG) {
+	rec := binary.BigEndian.AppendUint64(nil, s.Index)
+	leader := s.Leader.Digest()
+	rec = append(rec, leader[:]...)
+	rec = binary.BigEndian.AppendUint64(rec, s.CommitTimestamp)
+	var txs [][]byte
+	for _, c := range s.Certificates {
+		d := c.Digest()
+		for i := range c.Header.Payload {
+			raw, ok := m.st.Get(batchKey(d, i))
+			if !ok {
+				// Every accepted certificate was stored with all its batches.
+				panic(fmt.Sprintf("state: batch %d of committed certificate %s is not stored", i, d.Short()))
+			}
+			b, err := narwhal.DecodeBatch(raw)
+			if err != nil {
+				panic(fmt.Sprintf("state: stored batch does not decode: %v", err))
+			}
+			txs = append(txs, b.Transactions...)
+			m.st.Delete(batchKey(d, i))
+		}
+	}
+	rec = binary.BigEndian.AppendUint32(rec, uint32(len(txs)))
+	app := prefixed{m.st, "app/"}
+	for _, tx := range txs {
+		td := blake2b.Sum256(tx)
+		rec = append(rec, td[:]...)
+		m.app.Apply(app, s.Index, tx)
+	}
+	m.st.Put("blocks/"+strconv.FormatUint(s.Index, 10), rec)
+	putU64(m.st, "head", s.Index)
+	prev, ok := m.st.Get("ordering_hash")
+	if !ok {
+		prev = make([]byte, 32)
+	}
+	h := blake2b.Sum256(append(append([]byte(nil), prev...), rec...))
+	m.st.Put("ordering_hash", h[:])
+}
+
+// gc drops the rounds at or below Bullshark's GC horizon, with the batches
+// of their certificates that were never committed.
+func (m *Machine) gc() {
+	gc := m.b.GCRound()
+	lo, ok := m.st.Get("dag_min")
+	if !ok || len(lo) != 8 {
+		return
+	}
+	r := binary.BigEndian.Uint64(lo)
+	for ; r <= gc; r++ {
+		certs, err := m.round(r)
+		if err != nil {
+			panic(err.Error()) // written by store: a bug
+		}
+		for _, c := range certs {
+			for i := range c.Header.Payload {
+				m.st.Delete(batchKey(c.Digest(), i))
+			}
+		}
+		m.st.Delete("dag/" + strconv.FormatUint(r, 10))
+	}
+	putU64(m.st, "dag_min", r)
+}
+
+// Block is a decoded block record.
+type Block struct {
+	Index           uint64
+	Leader          narwhal.Digest
+	CommitTimestamp uint64
+	Transactions    []narwhal.Digest // BLAKE2b-256 of each transaction, in order
+}
+
+// ReadBlock decodes block n from st.
+func ReadBlock(st Store, n uint64) (Block, bool, error) {
+	raw, ok := st.Get("blocks/" + strconv.FormatUint(n, 10))
+	if !ok {
+		return Block{}, false, nil
+	}
+	if len(raw) < 52 {
+		return Block{}, true, fmt.Errorf("%w: block %d", ErrCorrupt, n)
+	}
+	b := Block{Index: binary.BigEndian.Uint64(raw), CommitTimestamp: binary.BigEndian.Uint64(raw[40:])}
+	copy(b.Leader[:], raw[8:40])
+	k := binary.BigEndian.Uint32(raw[48:])
+	rest := raw[52:]
+	if uint64(len(rest)) != 32*uint64(k) {
+		return Block{}, true, fmt.Errorf("%w: block %d", ErrCorrupt, n)
+	}
+	b.Transactions = make([]narwhal.Digest, k)
+	for i := range b.Transactions {
+		copy(b.Transactions[i][:], rest[32*i:])
+	}
+	return b, true, nil
+}

@@ -1,0 +1,209 @@
+package state_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/blake2b"
+
+	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
+	"github.com/tezos-dsn/dsn/internal/da"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/kernel/state"
+	"github.com/tezos-dsn/dsn/services/node/nodetest"
+)
+
+type mapStore map[string][]byte
+
+func (m mapStore) Get(k string) ([]byte, bool) { v, ok := m[k]; return v, ok }
+func (m mapStore) Put(k string, v []byte)      { m[k] = append([]byte(nil), v...) }
+func (m mapStore) Delete(k string)             { delete(m, k) }
+
+// committeeRun is what a real in-process committee produced: its
+// committee, the certified DAG of one node in causal order with batches,
+// and that node's Export stream.
+type committeeRun struct {
+	committee *narwhal.Committee
+	gcDepth   uint64
+	dag       []state.Entry
+	export    []*dsnv1.PreBlock
+}
+
+var rollup = [20]byte{0xd5, 0x4e}
+
+func runCommittee(t *testing.T, nodes, txs int, preBlocks uint64) committeeRun {
+	t.Helper()
+	cl := nodetest.Start(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var all [][]byte
+	for i := range txs {
+		tx := make([]byte, 64)
+		copy(tx, fmt.Sprintf("tx-%06d", i))
+		all = append(all, tx)
+	}
+	go func() {
+		// Waves of load, so that sub-DAGs hold transactions of many rounds.
+		for lo := 0; lo < len(all) && ctx.Err() == nil; lo += 50 {
+			if _, err := cl.SubmitAll(ctx, []int{lo % nodes}, 1, all[lo:min(lo+50, len(all))]); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	want := map[string]bool{}
+	for _, tx := range all {
+		want[string(tx)] = true
+	}
+	export, err := cl.ReadExport(ctx, 0, 0, func(pb *dsnv1.PreBlock) bool {
+		for _, cb := range pb.Batches {
+			for _, raw := range cb.Batches {
+				b, _ := narwhal.DecodeBatch(raw)
+				for _, tx := range b.Transactions {
+					delete(want, string(tx))
+				}
+			}
+		}
+		return len(want) == 0 && pb.Index >= preBlocks
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := committeeRun{committee: cl.Committee, gcDepth: 50, export: export}
+	err = cl.Node(0).ScanCertificates(func(c *narwhal.Certificate, batches [][]byte) {
+		e := state.Entry{Certificate: c}
+		for _, raw := range batches {
+			b, err := narwhal.DecodeBatch(raw)
+			if err != nil {
+				return // a batch this node lacks: leave the certificate out
+			}
+			e.Batches = append(e.Batches, b)
+		}
+		run.dag = append(run.dag, e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+func setup(t *testing.T, run committeeRun) mapStore {
+	st := mapStore{}
+	st.Put("committee", run.committee.Encode())
+	st.Put("gc_depth", binary.BigEndian.AppendUint64(nil, run.gcDepth))
+	return st
+}
+
+// messages frames the DAG as submissions of `per` certificates each, cut
+// into targeted chunks (as the external messages a sequencer posts).
+func messages(t *testing.T, dag []state.Entry, per int) [][]byte {
+	var out [][]byte
+	for lo := 0; lo < len(dag); lo += per {
+		chunks, err := da.Split(state.EncodeSubmission(dag[lo:min(lo+per, len(dag))]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range chunks {
+			out = append(out, da.Target(rollup, c.Encode()))
+		}
+	}
+	return out
+}
+
+// feed runs the messages through fresh machines (one per level, as
+// kernel_run starts afresh), perLevel messages a level.
+func feed(t *testing.T, st mapStore, msgs [][]byte, perLevel int) {
+	t.Helper()
+	level := uint32(10)
+	for lo := 0; lo < len(msgs); lo += perLevel {
+		m, err := state.Load(st, rollup, state.Digests{}, func(s string) { t.Log(s) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.StartLevel(level)
+		for _, msg := range msgs[lo:min(lo+perLevel, len(msgs))] {
+			m.Input(level, msg)
+		}
+		level++
+	}
+}
+
+// checkAgainstExport: the kernel's blocks equal the node's pre-blocks in
+// index, leader and transactions, for every pre-block the kernel reached.
+func checkAgainstExport(t *testing.T, st mapStore, export []*dsnv1.PreBlock) uint64 {
+	t.Helper()
+	head := binary.BigEndian.Uint64(st["head"])
+	if head == 0 {
+		t.Fatal("the kernel committed nothing")
+	}
+	for _, pb := range export {
+		if pb.Index > head {
+			break
+		}
+		b, ok, err := state.ReadBlock(st, pb.Index)
+		if err != nil || !ok {
+			t.Fatalf("block %d: %v %v", pb.Index, ok, err)
+		}
+		if b.Leader != narwhal.Digest(pb.Leader) {
+			t.Fatalf("block %d: leader differs from the node's", pb.Index)
+		}
+		var want []narwhal.Digest
+		for _, cb := range pb.Batches {
+			for _, raw := range cb.Batches {
+				batch, _ := narwhal.DecodeBatch(raw)
+				for _, tx := range batch.Transactions {
+					want = append(want, blake2b.Sum256(tx))
+				}
+			}
+		}
+		if len(want) != len(b.Transactions) {
+			t.Fatalf("block %d: %d transactions, the node has %d", pb.Index, len(b.Transactions), len(want))
+		}
+		for i := range want {
+			if want[i] != b.Transactions[i] {
+				t.Fatalf("block %d: transaction %d differs", pb.Index, i)
+			}
+		}
+	}
+	return head
+}
+
+func TestKernelStateEqualsExport(t *testing.T) {
+	run := runCommittee(t, 7, 1000, 40)
+	for _, tc := range []struct {
+		name               string
+		per, perLevel      int
+		shuffle, duplicate bool
+	}{
+		{"one submission, one level", len(run.dag), 1 << 20, false, false},
+		{"a round per submission, a chunk per level", 4, 1, false, false},
+		{"shuffled and duplicated chunks over levels", 8, 5, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs := messages(t, run.dag, tc.per)
+			if tc.duplicate {
+				msgs = append(msgs, msgs...)
+			}
+			if tc.shuffle {
+				// Shuffle within windows: a chunk may come before the
+				// earlier submission's, as two posters would cause.
+				rng := rand.New(rand.NewSource(1))
+				for lo := 0; lo < len(msgs); lo += 6 {
+					w := msgs[lo:min(lo+6, len(msgs))]
+					rng.Shuffle(len(w), func(i, j int) { w[i], w[j] = w[j], w[i] })
+				}
+			}
+			st := setup(t, run)
+			feed(t, st, msgs, tc.perLevel)
+			head := checkAgainstExport(t, st, run.export)
+			t.Logf("%d certificates, %d messages: kernel head %d, node exported %d", len(run.dag), len(msgs), head, len(run.export))
+			if head+2 < uint64(len(run.export)) {
+				t.Fatalf("the kernel reached block %d of %d", head, len(run.export))
+			}
+		})
+	}
+}
