@@ -13,6 +13,8 @@ import (
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/da"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/pvm"
+	"github.com/tezos-dsn/dsn/internal/wasmlink"
 	"github.com/tezos-dsn/dsn/kernel/state"
 	"github.com/tezos-dsn/dsn/services/node/nodetest"
 )
@@ -134,9 +136,13 @@ func feed(t *testing.T, st mapStore, msgs [][]byte, perLevel int) {
 
 // checkAgainstExport: the kernel's blocks equal the node's pre-blocks in
 // index, leader and transactions, for every pre-block the kernel reached.
-func checkAgainstExport(t *testing.T, st mapStore, export []*dsnv1.PreBlock) uint64 {
+func checkAgainstExport(t *testing.T, st state.Store, export []*dsnv1.PreBlock) uint64 {
 	t.Helper()
-	head := binary.BigEndian.Uint64(st["head"])
+	raw, _ := st.Get("head")
+	if len(raw) != 8 {
+		t.Fatal("the kernel committed nothing")
+	}
+	head := binary.BigEndian.Uint64(raw)
 	if head == 0 {
 		t.Fatal("the kernel committed nothing")
 	}
@@ -205,5 +211,65 @@ func TestKernelStateEqualsExport(t *testing.T) {
 				t.Fatalf("the kernel reached block %d of %d", head, len(run.export))
 			}
 		})
+	}
+}
+
+// pvmStore reads the kernel's /dsn/ subtree of a PVM's durable storage.
+type pvmStore struct{ d *pvm.Durable }
+
+func (p pvmStore) Get(k string) ([]byte, bool) { return p.d.Get("/dsn/" + k) }
+func (p pvmStore) Put(string, []byte)          { panic("read only") }
+func (p pvmStore) Delete(string)               { panic("read only") }
+
+// The built kernel, run in internal/pvm level by level on a real
+// committee's certificates, commits what the node exported, and the same
+// inputs give byte-identical durable state.
+func TestKernelInThePVM(t *testing.T) {
+	run := runCommittee(t, 7, 1000, 40)
+	k, err := wasmlink.Build(context.Background(), "../..", "./kernel/dsn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := messages(t, run.dag, 14)
+	var hashes [][32]byte
+	for attempt := range 2 {
+		ctx := context.Background()
+		cfg := pvm.DefaultConfig()
+		cfg.Rollup = rollup
+		p, err := pvm.New(ctx, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close(ctx)
+		p.Durable().Set("/dsn/committee", run.committee.Encode())
+		p.Durable().Set("/dsn/gc_depth", binary.BigEndian.AppendUint64(nil, run.gcDepth))
+		if err := p.InstallKernel(k); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		const perLevel = 20
+		level := uint32(1)
+		for lo := 0; lo < len(msgs); lo += perLevel {
+			var in [][]byte
+			for _, m := range msgs[lo:min(lo+perLevel, len(msgs))] {
+				in = append(in, pvm.External(m))
+			}
+			res, err := p.RunLevel(ctx, level, int64(level), [32]byte{}, in)
+			if err != nil || res.Stuck != "" {
+				t.Fatalf("level %d: %v %s\n%s", level, err, res.Stuck, res.Debug)
+			}
+			level++
+		}
+		el := time.Since(start)
+		head := checkAgainstExport(t, pvmStore{p.Durable()}, run.export)
+		t.Logf("run %d: %d certificates in %d messages over %d levels: head %d in %s (%.1f ms per block, wasm %d bytes)",
+			attempt, len(run.dag), len(msgs), level-1, head, el.Round(time.Millisecond), float64(el.Milliseconds())/float64(head), len(k))
+		if head+2 < uint64(len(run.export)) {
+			t.Fatalf("the kernel reached block %d of %d", head, len(run.export))
+		}
+		hashes = append(hashes, p.Durable().Hash())
+	}
+	if hashes[0] != hashes[1] {
+		t.Fatal("the same inputs gave different durable states")
 	}
 }
