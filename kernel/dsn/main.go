@@ -45,7 +45,12 @@ func kernelRun() {
 		sdk.Debug(fmt.Sprintf("dsn: rollup metadata: %v", err))
 		return
 	}
-	m, err := state.Load(durable{}, rollup, state.Digests{}, sdk.Debug)
+	// Writes are buffered for the run and flushed once at its end (see
+	// state.Overlay): chunks and batches consumed within the level never
+	// touch durable storage, and a run that traps writes nothing (so no
+	// defer: a panic must not flush).
+	st := state.NewOverlay(durable{})
+	m, err := state.Load(st, rollup, state.Digests{}, sdk.Debug)
 	if err != nil {
 		// Without its setup the kernel cannot verify anything: it reads
 		// nothing, and the inputs of this level are dropped.
@@ -56,6 +61,7 @@ func kernelRun() {
 	for {
 		msg, ok, err := sdk.ReadInput()
 		if err != nil || !ok {
+			st.Flush()
 			return
 		}
 		if msg.Level != level {

@@ -76,18 +76,7 @@ func runCommittee(t *testing.T, nodes, txs int, preBlocks uint64) committeeRun {
 		t.Fatal(err)
 	}
 	run := committeeRun{committee: cl.Committee, gcDepth: 50, export: export}
-	err = cl.Node(0).ScanCertificates(func(c *narwhal.Certificate, batches [][]byte) {
-		e := state.Entry{Certificate: c}
-		for _, raw := range batches {
-			b, err := narwhal.DecodeBatch(raw)
-			if err != nil {
-				return // a batch this node lacks: leave the certificate out
-			}
-			e.Batches = append(e.Batches, b)
-		}
-		run.dag = append(run.dag, e)
-	})
-	if err != nil {
+	if run.dag, err = cl.CertifiedDAG(0); err != nil {
 		t.Fatal(err)
 	}
 	return run
@@ -271,5 +260,29 @@ func TestKernelInThePVM(t *testing.T) {
 	}
 	if hashes[0] != hashes[1] {
 		t.Fatal("the same inputs gave different durable states")
+	}
+}
+
+// The overlay reads its own writes and flushes each key once, parents
+// before children; without Flush nothing reaches the store.
+func TestOverlay(t *testing.T) {
+	st := mapStore{"a": []byte("1"), "gone": []byte("x")}
+	o := state.NewOverlay(st)
+	o.Put("b/1", []byte("2"))
+	o.Delete("gone")
+	o.Put("tmp", []byte("t"))
+	o.Delete("tmp")
+	if v, ok := o.Get("b/1"); !ok || string(v) != "2" {
+		t.Fatal("own write not read back")
+	}
+	if _, ok := o.Get("gone"); ok {
+		t.Fatal("own delete not seen")
+	}
+	if _, ok := st["b/1"]; ok {
+		t.Fatal("written through before Flush")
+	}
+	o.Flush()
+	if string(st["b/1"]) != "2" || st["gone"] != nil || st["tmp"] != nil || string(st["a"]) != "1" {
+		t.Fatalf("after Flush: %v", st)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/tezos-dsn/dsn/internal/config"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/preblock"
+	"github.com/tezos-dsn/dsn/kernel/state"
 	"github.com/tezos-dsn/dsn/services/node"
 )
 
@@ -252,4 +253,32 @@ func (cl *Cluster) ReadExport(ctx context.Context, i int, from uint64, stop func
 			}
 		}
 	}
+}
+
+// CertifiedDAG returns node i's certified DAG in causal order (round, then
+// author), each certificate with the batches its header names — what the
+// rollup kernel consumes. A certificate whose batches node i lacks is left
+// out.
+func (cl *Cluster) CertifiedDAG(i int) ([]state.Entry, error) {
+	var out []state.Entry
+	var decodeErr error
+	err := cl.Node(i).ScanCertificates(func(c *narwhal.Certificate, batches [][]byte) {
+		e := state.Entry{Certificate: c}
+		for _, raw := range batches {
+			if raw == nil {
+				return
+			}
+			b, err := narwhal.DecodeBatch(raw)
+			if err != nil {
+				decodeErr = err
+				return
+			}
+			e.Batches = append(e.Batches, b)
+		}
+		out = append(out, e)
+	})
+	if err == nil {
+		err = decodeErr
+	}
+	return out, err
 }
