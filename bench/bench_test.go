@@ -110,9 +110,10 @@ func run(b *testing.B, cl *nodetest.Cluster, an *anatomy, rate float64, size int
 					if err != nil {
 						panic(err)
 					}
+					d := batch.Digest()
 					for _, tx := range batch.Transactions {
 						if an != nil {
-							an.ordered(tx, batch.Digest(), now)
+							an.ordered(tx, d, now)
 						}
 						if sent, ok := load.SentAt(tx); ok {
 							seq, _ := load.Seq(tx)
