@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,8 +64,30 @@ func Start(tb testing.TB, n int, opts ...Option) *Cluster {
 }
 
 // StartTraced is Start with a tracer installed on every node (nil: none).
+//
+// NB: a p2p port is chosen free, closed, and bound again by its node a
+// moment later; another test process may take it in between. A cluster
+// that loses that race is stopped and started again on fresh ports.
 func StartTraced(tb testing.TB, n int, tr node.Tracer, opts ...Option) *Cluster {
 	tb.Helper()
+	for attempt := 1; ; attempt++ {
+		cl, err := tryStart(tb, n, tr, opts...)
+		if err == nil {
+			tb.Cleanup(func() {
+				for i := range cl.nodes {
+					cl.StopNode(i)
+				}
+			})
+			return cl
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			tb.Fatal(err)
+		}
+		tb.Logf("cluster start, attempt %d: %v; again on fresh ports", attempt, err)
+	}
+}
+
+func tryStart(tb testing.TB, n int, tr node.Tracer, opts ...Option) (*Cluster, error) {
 	dir := tb.TempDir()
 	c, gens, err := config.GenerateCommittee(rand.New(rand.NewSource(int64(n))), n, "127.0.0.1", config.DefaultBasePort)
 	if err != nil {
@@ -97,14 +120,14 @@ func StartTraced(tb testing.TB, n int, tr node.Tracer, opts ...Option) *Cluster 
 		cl.cfgs = append(cl.cfgs, cfg)
 	}
 	for i := range cl.nodes {
-		cl.StartNode(i)
-	}
-	tb.Cleanup(func() {
-		for i := range cl.nodes {
-			cl.StopNode(i)
+		if err := cl.startNode(i); err != nil {
+			for j := range cl.nodes {
+				cl.StopNode(j)
+			}
+			return nil, err
 		}
-	})
-	return cl
+	}
+	return cl, nil
 }
 
 // Size returns the number of nodes.
@@ -113,8 +136,14 @@ func (cl *Cluster) Size() int { return len(cl.nodes) }
 // StartNode starts (or restarts, from its store) node i.
 func (cl *Cluster) StartNode(i int) {
 	cl.tb.Helper()
+	if err := cl.startNode(i); err != nil {
+		cl.tb.Fatal(err)
+	}
+}
+
+func (cl *Cluster) startNode(i int) error {
 	if cl.nodes[i] != nil {
-		return
+		return nil
 	}
 	level := slog.LevelWarn
 	if os.Getenv("DSN_TEST_LOG") != "" {
@@ -123,7 +152,7 @@ func (cl *Cluster) StartNode(i int) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	n, err := node.New(cl.cfgs[i], log)
 	if err != nil {
-		cl.tb.Fatalf("start %s: %v", cl.cfgs[i].Name, err)
+		return fmt.Errorf("start %s: %w", cl.cfgs[i].Name, err)
 	}
 	if cl.tracer != nil {
 		n.SetTracer(cl.tracer)
@@ -134,15 +163,19 @@ func (cl *Cluster) StartNode(i int) {
 	deadline := time.Now().Add(10 * time.Second)
 	for n.Addr("export") == "" || n.Addr("transactions") == "" {
 		if time.Now().After(deadline) {
-			cl.tb.Fatalf("%s did not start listening", cl.cfgs[i].Name)
+			cancel()
+			<-r.done
+			return fmt.Errorf("%s did not start listening", cl.cfgs[i].Name)
 		}
 		select {
 		case err := <-r.done:
-			cl.tb.Fatalf("%s stopped at start: %v", cl.cfgs[i].Name, err)
+			cancel()
+			return fmt.Errorf("%s stopped at start: %w", cl.cfgs[i].Name, err)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	cl.nodes[i] = r
+	return nil
 }
 
 // StopNode stops node i and waits for it; its store stays on disk.
