@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/dsn
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help build test lint verify fuzz bench clean proto run-dsn kill-dsn run-listener run-spammer sim sim-long
+.PHONY: help build test lint verify fuzz bench clean proto run-dsn kill-dsn run-listener run-spammer sim sim-long image lab-render lab-up lab-down lab-status e2e
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -82,3 +82,28 @@ sim: ## Replay one simulator seed with its trace: make sim SEED=30 [MIX=2]
 
 sim-long: ## Run many simulator seeds (not in CI): make sim-long SEEDS=5000
 	$(GO) test ./internal/sim -run '^TestSeeds$$' -seeds $(SEEDS) -count=1 -timeout 0 -v | grep -vE '^\s+--- PASS|^=== '
+
+# --- container lab -----------------------------------------------------------
+MANIFEST ?= lab/manifests/default.toml
+LAB_PROJECT ?= dsn-lab
+COMPOSE := docker-compose -p $(LAB_PROJECT) -f compose/docker-compose.yml
+
+image: build ## Build the dsn:lab image (FROM scratch + the static binary; nothing is pulled)
+	docker build -q -t dsn:lab -f lab/Dockerfile bin/ >/dev/null && echo "built dsn:lab"
+
+lab-render: ## Render MANIFEST into compose/docker-compose.yml and compose/config/
+	$(GO) run ./cmd/dsn lab render --manifest $(MANIFEST) --out compose
+
+lab-up: image lab-render ## Start the lab (7 nodes), wait until healthy, print endpoints and state
+	$(COMPOSE) up -d
+	@for i in $$(seq 1 60); do $(BIN) lab status --manifest $(MANIFEST) >/dev/null 2>&1 && break; sleep 1; done
+	@$(BIN) lab status --manifest $(MANIFEST)
+
+lab-status: ## Print the lab's endpoints and each node's state
+	@$(BIN) lab status --manifest $(MANIFEST)
+
+lab-down: ## Remove the lab's containers, network and volumes (only those)
+	$(COMPOSE) down -v --remove-orphans
+
+e2e: ## Run the end-to-end tests against containers (needs a Docker engine)
+	$(GO) test ./e2e -count=1 -v

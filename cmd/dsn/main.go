@@ -38,6 +38,9 @@ func commands() []command {
 		kernelBuildCommand(),
 		kernelLinkCommand(),
 		kernelInspectCommand(),
+		labRenderCommand(),
+		labStatusCommand(),
+		healthCommand(),
 	}
 }
 

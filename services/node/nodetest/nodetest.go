@@ -6,7 +6,6 @@ package nodetest
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand"
 	"net"
@@ -21,8 +20,8 @@ import (
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/internal/dsnclient"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
-	"github.com/tezos-dsn/dsn/internal/preblock"
 	"github.com/tezos-dsn/dsn/kernel/state"
 	"github.com/tezos-dsn/dsn/services/node"
 )
@@ -219,73 +218,20 @@ func (cl *Cluster) Export(i int) dsnv1.ExportClient {
 	return dsnv1.NewExportClient(cl.dial(cl.Node(i).Addr("export")))
 }
 
-// SubmitAll sends txs through node `via` on `streams` concurrent streams and
-// returns how many were acknowledged.
+// SubmitAll sends txs through the nodes `via` on `streams` concurrent
+// streams and returns how many were acknowledged.
 func (cl *Cluster) SubmitAll(ctx context.Context, via []int, streams int, txs [][]byte) (uint64, error) {
-	type res struct {
-		n   uint64
-		err error
+	var clients []dsnv1.TransactionsClient
+	for _, i := range via {
+		clients = append(clients, cl.Transactions(i))
 	}
-	out := make(chan res, streams)
-	for s := 0; s < streams; s++ {
-		client := cl.Transactions(via[s%len(via)])
-		go func(s int) {
-			st, err := client.SubmitTransactionStream(ctx)
-			if err != nil {
-				out <- res{err: err}
-				return
-			}
-			for k := s; k < len(txs); k += streams {
-				if err := st.Send(&dsnv1.Transaction{Transaction: txs[k]}); err != nil {
-					break
-				}
-			}
-			resp, err := st.CloseAndRecv()
-			if err != nil {
-				out <- res{err: err}
-				return
-			}
-			out <- res{n: resp.Accepted}
-		}(s)
-	}
-	var total uint64
-	var firstErr error
-	for s := 0; s < streams; s++ {
-		r := <-out
-		total += r.n
-		if r.err != nil && firstErr == nil {
-			firstErr = r.err
-		}
-	}
-	return total, firstErr
+	return dsnclient.SubmitAll(ctx, clients, streams, txs)
 }
 
 // ReadExport reads node i's pre-blocks from index from+1 until stop returns
 // true after a pre-block, or ctx ends.
 func (cl *Cluster) ReadExport(ctx context.Context, i int, from uint64, stop func(*dsnv1.PreBlock) bool) ([]*dsnv1.PreBlock, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	st, err := cl.Export(i).Export(ctx, &dsnv1.ExportRequest{From: from})
-	if err != nil {
-		return nil, err
-	}
-	var got []*dsnv1.PreBlock
-	rd := preblock.NewReader(st)
-	for {
-		pb, _, err := rd.PreBlock()
-		if err == io.EOF {
-			return got, fmt.Errorf("export stream ended")
-		}
-		if err != nil {
-			return got, err
-		}
-		if pb != nil {
-			got = append(got, pb)
-			if stop(pb) {
-				return got, nil
-			}
-		}
-	}
+	return dsnclient.ReadExport(ctx, cl.Export(i), from, stop)
 }
 
 // CertifiedDAG returns node i's certified DAG in causal order (round, then

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tezos-dsn/dsn/lab"
+)
+
+func labRenderCommand() command {
+	return command{name: "lab render", summary: "render a lab manifest into docker-compose.yml and node configs", run: runLabRender}
+}
+
+func labStatusCommand() command {
+	return command{name: "lab status", summary: "print the lab's endpoints and each node's state", run: runLabStatus}
+}
+
+func healthCommand() command {
+	return command{name: "health", summary: "exit 0 if a node answers on its metrics endpoint (container health check)", run: runHealth}
+}
+
+func runLabRender(_ context.Context, args []string) error {
+	fs := flag.NewFlagSet("lab render", flag.ContinueOnError)
+	manifest := fs.String("manifest", "lab/manifests/default.toml", "topology manifest")
+	out := fs.String("out", "compose", "directory for docker-compose.yml and config/")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	m, err := lab.LoadManifest(*manifest)
+	if err != nil {
+		return err
+	}
+	if err := lab.Render(m, *out); err != nil {
+		return err
+	}
+	fmt.Printf("rendered %s: %d nodes into %s\n", m.Name, m.Nodes, *out)
+	return nil
+}
+
+func runLabStatus(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("lab status", flag.ContinueOnError)
+	manifest := fs.String("manifest", "lab/manifests/default.toml", "topology manifest")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	m, err := lab.LoadManifest(*manifest)
+	if err != nil {
+		return err
+	}
+	if m.BasePort == 0 {
+		return fmt.Errorf("%s publishes ports Docker chooses: use `docker-compose port`", *manifest)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tEXPORT\tTRANSACTIONS\tMETRICS\tSTATE\tROUND\tLAST PRE-BLOCK\tMISSING BATCHES")
+	down := 0
+	for n := 1; n <= m.Nodes; n++ {
+		ex, tx, mt := m.HostPorts(n)
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		g, err := lab.Scrape(c, fmt.Sprintf("127.0.0.1:%d", mt))
+		cancel()
+		state, round, last, missing := "up", "", "", ""
+		if err != nil {
+			state = "down"
+			down++
+		} else {
+			round = fmt.Sprint(g["dsn_round"])
+			last = fmt.Sprint(g["dsn_committed_subdags"])
+			missing = fmt.Sprint(g["dsn_committed_batches_missing"])
+		}
+		fmt.Fprintf(w, "%s\t127.0.0.1:%d\t127.0.0.1:%d\t127.0.0.1:%d\t%s\t%s\t%s\t%s\n", lab.Service(n), ex, tx, mt, state, round, last, missing)
+	}
+	w.Flush()
+	if down > 0 {
+		return fmt.Errorf("%d of %d nodes are down", down, m.Nodes)
+	}
+	return nil
+}
+
+func runHealth(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	metrics := fs.String("metrics", "127.0.0.1:64013", "the node's metrics address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	g, err := lab.Scrape(c, *metrics)
+	if err != nil {
+		return err
+	}
+	if _, ok := g["dsn_committed_subdags"]; !ok {
+		return fmt.Errorf("%s serves no dsn_committed_subdags", *metrics)
+	}
+	return nil
+}

@@ -1,0 +1,199 @@
+// Package lab renders a topology manifest (lab/manifests/*.toml) into what
+// the container lab runs: compose/docker-compose.yml and compose/config/
+// (committee, keys, node configs). `dsn lab render` calls it, `make lab-up`
+// starts the result with docker-compose, and the e2e tests start the same
+// render on their own ports. Images are built from this repository
+// (lab/Dockerfile: FROM scratch and the static dsn binary), never pulled.
+package lab
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/tezos-dsn/dsn/internal/config"
+)
+
+// Manifest is a lab topology.
+type Manifest struct {
+	// Name is the compose project name; containers are <name>_nodeN_1.
+	Name string `toml:"name"`
+	// Nodes is the committee size (1..9).
+	Nodes int `toml:"nodes"`
+	// Seed derives the lab's keys (public: the lab is not production).
+	Seed int64 `toml:"seed"`
+	// Image is the dsn image tag the containers run.
+	Image string `toml:"image"`
+	// BasePort: node N publishes BasePort+10N+1 (export), +2 (transactions),
+	// +3 (metrics) on the host; 0 lets Docker choose.
+	BasePort  int       `toml:"base_port"`
+	Consensus Consensus `toml:"consensus"`
+}
+
+// Consensus holds the node parameters the manifest sets.
+type Consensus struct {
+	GCDepth uint64 `toml:"gc_depth"`
+}
+
+// Ports inside every node container.
+const (
+	P2PPort          = 7000
+	ExportPort       = 7001
+	TransactionsPort = 7002
+	MetricsPort      = 7003
+)
+
+// LoadManifest reads and checks a manifest.
+func LoadManifest(path string) (*Manifest, error) {
+	var m Manifest
+	md, err := toml.DecodeFile(path, &m)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("manifest %s: unknown keys %v", path, und)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", path, err)
+	}
+	return &m, nil
+}
+
+// Validate checks the fields.
+func (m *Manifest) Validate() error {
+	switch {
+	case m.Name == "" || strings.ContainsAny(m.Name, " /_"):
+		return fmt.Errorf("name: %q must be non-empty, without spaces, slashes or underscores", m.Name)
+	case m.Nodes < 1 || m.Nodes > 9:
+		return fmt.Errorf("nodes: %d, want 1..9", m.Nodes)
+	case m.Image == "":
+		return fmt.Errorf("image: missing")
+	case m.BasePort != 0 && (m.BasePort < 1024 || m.BasePort+10*m.Nodes+3 > 65535):
+		return fmt.Errorf("base_port: %d leaves ports outside 1024..65535", m.BasePort)
+	case m.Consensus.GCDepth != 0 && m.Consensus.GCDepth < 2:
+		return fmt.Errorf("consensus.gc_depth: must be >= 2")
+	}
+	return nil
+}
+
+// Service names node N's container: nodeN.
+func Service(n int) string { return fmt.Sprintf("node%d", n) }
+
+// Render writes out/docker-compose.yml and out/config/ for the manifest.
+// The same manifest always gives the same files.
+func Render(m *Manifest, out string) error {
+	cfgDir := filepath.Join(out, "config")
+	if err := os.RemoveAll(cfgDir); err != nil {
+		return err
+	}
+	c, gens, err := config.GenerateCommittee(rand.New(rand.NewSource(m.Seed)), m.Nodes, "unused", config.DefaultBasePort)
+	if err != nil {
+		return err
+	}
+	for i := range gens {
+		c.Authorities[i].Address = fmt.Sprintf("%s:%d", Service(i+1), P2PPort)
+		n := &gens[i].Node
+		n.DataDir = "/data"
+		n.P2PAddress = fmt.Sprintf(":%d", P2PPort)
+		n.ExportAddress = fmt.Sprintf(":%d", ExportPort)
+		n.TransactionsAddress = fmt.Sprintf(":%d", TransactionsPort)
+		n.MetricsAddress = fmt.Sprintf(":%d", MetricsPort)
+		if m.Consensus.GCDepth != 0 {
+			n.Consensus.GCDepth = m.Consensus.GCDepth
+		}
+	}
+	if err := config.WriteCommittee(cfgDir, c, gens); err != nil {
+		return err
+	}
+	// Key files are read by the container's root user; 0644 keeps the
+	// render readable in a checkout (the lab's keys are public anyway).
+	for i := range gens {
+		for _, f := range []string{gens[i].Node.ConsensusKeyFile, gens[i].Node.NetworkKeyFile} {
+			if err := os.Chmod(filepath.Join(cfgDir, f), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return os.WriteFile(filepath.Join(out, "docker-compose.yml"), []byte(compose(m)), 0o644)
+}
+
+// compose renders the compose file (format 2.4: docker-compose 1.29 reads it).
+func compose(m *Manifest) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Rendered by `dsn lab render` from the %q manifest; do not edit.\n", m.Name)
+	b.WriteString("version: \"2.4\"\n\nservices:\n")
+	for n := 1; n <= m.Nodes; n++ {
+		fmt.Fprintf(&b, "  %s:\n", Service(n))
+		fmt.Fprintf(&b, "    image: %s\n", m.Image)
+		fmt.Fprintf(&b, "    command: [\"node\", \"--config\", \"/config/node-%d.toml\"]\n", n)
+		b.WriteString("    volumes:\n")
+		b.WriteString("      - ./config:/config:ro\n")
+		fmt.Fprintf(&b, "      - %s-data:/data\n", Service(n))
+		b.WriteString("    ports:\n")
+		for k, p := range []int{ExportPort, TransactionsPort, MetricsPort} {
+			if m.BasePort == 0 {
+				fmt.Fprintf(&b, "      - \"127.0.0.1::%d\"\n", p)
+			} else {
+				fmt.Fprintf(&b, "      - \"127.0.0.1:%d:%d\"\n", m.BasePort+10*n+1+k, p)
+			}
+		}
+		b.WriteString("    networks: [dsn]\n")
+		b.WriteString("    stop_grace_period: 5s\n")
+		b.WriteString("    healthcheck:\n")
+		fmt.Fprintf(&b, "      test: [\"CMD\", \"/dsn\", \"health\", \"--metrics\", \"127.0.0.1:%d\"]\n", MetricsPort)
+		b.WriteString("      interval: 2s\n      timeout: 2s\n      retries: 15\n")
+	}
+	b.WriteString("\nnetworks:\n  dsn: {}\n\nvolumes:\n")
+	for n := 1; n <= m.Nodes; n++ {
+		fmt.Fprintf(&b, "  %s-data: {}\n", Service(n))
+	}
+	return b.String()
+}
+
+// Scrape reads a node's Prometheus metrics (http://addr/metrics) and
+// returns the dsn_* gauges and counters without labels.
+func Scrape(ctx context.Context, addr string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics %s: %s", addr, resp.Status)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "dsn_") || strings.Contains(line, "{") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out, sc.Err()
+}
+
+// HostPorts returns node n's published export, transactions and metrics
+// ports (a manifest with a fixed base port).
+func (m *Manifest) HostPorts(n int) (export, transactions, metrics int) {
+	b := m.BasePort + 10*n
+	return b + 1, b + 2, b + 3
+}

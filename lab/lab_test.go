@@ -1,0 +1,55 @@
+package lab
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// The committed render (compose/) is what the default manifest renders
+// to: run `make lab-render` after changing the manifest or the renderer.
+func TestCommittedRenderIsCurrent(t *testing.T) {
+	m, err := LoadManifest("manifests/default.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := Render(m, dir); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		want, _ := os.ReadFile(path)
+		got, err := os.ReadFile(filepath.Join("..", "compose", rel))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("compose/%s is stale or missing: run `make lab-render`", rel)
+		}
+		n++
+		return nil
+	})
+	if err != nil || n < 3 {
+		t.Fatalf("walked %d files: %v", n, err)
+	}
+}
+
+func TestManifestValidation(t *testing.T) {
+	good := Manifest{Name: "x", Nodes: 7, Image: "dsn:lab", BasePort: 64000}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string]Manifest{
+		"no name":       {Nodes: 7, Image: "i"},
+		"10 nodes":      {Name: "x", Nodes: 10, Image: "i"},
+		"no image":      {Name: "x", Nodes: 7},
+		"ports too low": {Name: "x", Nodes: 7, Image: "i", BasePort: 80},
+		"gc depth 1":    {Name: "x", Nodes: 7, Image: "i", Consensus: Consensus{GCDepth: 1}},
+	} {
+		if err := m.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
