@@ -5,15 +5,80 @@ import (
 	"fmt"
 
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/replica"
+	"github.com/tezos-dsn/dsn/internal/store"
 )
 
 // Run executes the run and its checkers. The returned trace is the run's
 // event log (when trace is true); the error names the first checker that
 // failed.
 func Run(opts Options, trace bool) (Stats, string, error) {
+	s, st, err := execute(opts, trace)
+	if s == nil {
+		return st, "", err
+	}
+	return st, s.trace.String(), err
+}
+
+// Outcome is what one node holds at the end of a run, for other components
+// to replay (the rollup kernel's tests feed its DAG to the kernel and
+// compare with its committed sequence).
+type Outcome struct {
+	Committee *narwhal.Committee
+	GCDepth   uint64
+	// DAG is the node's stored certificates in (round, author) order, each
+	// with the batches its header names (nil for a batch it lacks).
+	DAG []DAGEntry
+	// Committed is the sequence the node committed, index 1 first.
+	Committed []*replica.CommittedSubDAG
+}
+
+// DAGEntry is a certificate with its batches.
+type DAGEntry struct {
+	Certificate *narwhal.Certificate
+	Batches     []*narwhal.Batch
+}
+
+// RunOutcome executes the run and its checkers and returns node i's
+// outcome.
+func RunOutcome(opts Options, i int) (Outcome, Stats, error) {
+	s, st, err := execute(opts, false)
+	if err != nil {
+		return Outcome{}, st, err
+	}
+	if i < 0 || i >= len(s.nodes) {
+		return Outcome{}, st, fmt.Errorf("node %d of %d", i, len(s.nodes))
+	}
+	n := s.nodes[i]
+	out := Outcome{Committee: s.committee, GCDepth: s.cfg.GCDepth, Committed: n.subdags}
+	var derr error
+	n.st.Scan([]byte{store.PrefixCertificate}, store.PrefixEnd([]byte{store.PrefixCertificate}), func(_, v []byte) bool {
+		c, err := narwhal.DecodeCertificate(v)
+		if err != nil {
+			derr = err
+			return false
+		}
+		e := DAGEntry{Certificate: c}
+		for _, d := range c.Header.Payload {
+			var b *narwhal.Batch
+			if raw, ok := n.st.Get(store.BatchKey(d)); ok {
+				if b, err = narwhal.DecodeBatch(raw); err != nil {
+					derr = err
+					return false
+				}
+			}
+			e.Batches = append(e.Batches, b)
+		}
+		out.DAG = append(out.DAG, e)
+		return true
+	})
+	return out, st, derr
+}
+
+func execute(opts Options, trace bool) (*Sim, Stats, error) {
 	s, err := New(opts)
 	if err != nil {
-		return Stats{}, "", err
+		return nil, Stats{}, err
 	}
 	s.traceOn = trace
 	s.tracef("options %s", opts)
@@ -42,7 +107,7 @@ func Run(opts Options, trace bool) (Stats, string, error) {
 	if err != nil {
 		err = fmt.Errorf("%w\n  options: %s\n  replay: make sim SEED=%d MIX=%d", err, opts, opts.Seed, opts.Mix)
 	}
-	return s.stats, s.trace.String(), err
+	return s, s.stats, err
 }
 
 // schedule lays out ticks, client transactions and faults.
