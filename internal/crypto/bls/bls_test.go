@@ -263,28 +263,3 @@ func FuzzDecodeSignature(f *testing.F) {
 		_ = Verify(keys(t, 1, 8)[0].PublicKey(), []byte("x"), sig) // must not panic
 	})
 }
-
-func TestCachedKeySet(t *testing.T) {
-	ks := keys(t, 4, 9)
-	set, _ := NewKeySet(pubs(ks))
-	c := NewCachedKeySet(set, 2)
-	msg := []byte("m")
-	good := ks[0].Sign(msg)
-	if err := c.Verify(0, msg, good); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Verify(0, msg, ks[1].Sign(msg)); err == nil {
-		t.Fatal("a bad signature passed the cache")
-	}
-	if err := c.Verify(1, msg, good); err == nil {
-		t.Fatal("a good signature under another signer passed the cache")
-	}
-	items := []AggregateItem{{Signers: []int{0}, Message: msg, Signature: good}, {Signers: []int{2}, Message: msg, Signature: ks[2].Sign(msg)}}
-	if err := c.BatchVerify(items); err != nil {
-		t.Fatal(err)
-	}
-	items[1].Signature = ks[3].Sign(msg)
-	if err := c.BatchVerify(items); err == nil {
-		t.Fatal("a bad item passed a batch with a cached one")
-	}
-}
