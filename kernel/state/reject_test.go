@@ -24,7 +24,7 @@ var (
 
 // sharedRun is one committee run reused by the tests that only need its
 // data.
-func sharedRun(t *testing.T) committeeRun {
+func sharedRun(t testing.TB) committeeRun {
 	sharedOnce.Do(func() { shared = runCommittee(t, 7, 600, 30) })
 	if shared.committee == nil {
 		t.Fatal("the shared committee run failed")

@@ -37,7 +37,7 @@ type committeeRun struct {
 
 var rollup = [20]byte{0xd5, 0x4e}
 
-func runCommittee(t *testing.T, nodes, txs int, preBlocks uint64) committeeRun {
+func runCommittee(t testing.TB, nodes, txs int, preBlocks uint64) committeeRun {
 	t.Helper()
 	cl := nodetest.Start(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -82,7 +82,7 @@ func runCommittee(t *testing.T, nodes, txs int, preBlocks uint64) committeeRun {
 	return run
 }
 
-func setup(t *testing.T, run committeeRun) mapStore {
+func setup(t testing.TB, run committeeRun) mapStore {
 	st := mapStore{}
 	st.Put("committee", run.committee.Encode())
 	st.Put("gc_depth", binary.BigEndian.AppendUint64(nil, run.gcDepth))
@@ -91,7 +91,7 @@ func setup(t *testing.T, run committeeRun) mapStore {
 
 // messages frames the DAG as submissions of `per` certificates each, cut
 // into targeted chunks (as the external messages a sequencer posts).
-func messages(t *testing.T, dag []state.Entry, per int) [][]byte {
+func messages(t testing.TB, dag []state.Entry, per int) [][]byte {
 	var out [][]byte
 	for lo := 0; lo < len(dag); lo += per {
 		chunks, err := da.Split(state.EncodeSubmission(dag[lo:min(lo+per, len(dag))]))
@@ -107,7 +107,7 @@ func messages(t *testing.T, dag []state.Entry, per int) [][]byte {
 
 // feed runs the messages through fresh machines (one per level, as
 // kernel_run starts afresh), perLevel messages a level.
-func feed(t *testing.T, st mapStore, msgs [][]byte, perLevel int) {
+func feed(t testing.TB, st mapStore, msgs [][]byte, perLevel int) {
 	t.Helper()
 	level := uint32(10)
 	for lo := 0; lo < len(msgs); lo += perLevel {
