@@ -139,3 +139,28 @@ func (l *Lab) docker(verb string, n int) {
 		l.t.Fatalf("%s %s: %v\n%s", verb, lab.Service(n), err, out)
 	}
 }
+
+// container and network name what docker-compose 1 created.
+func (l *Lab) container(n int) string { return l.project + "_" + lab.Service(n) + "_1" }
+func (l *Lab) network() string        { return l.project + "_dsn" }
+
+// partition cuts node n off the lab network and checks that no other
+// network still links it (a second network would defeat the partition).
+func (l *Lab) partition(n int) {
+	l.t.Helper()
+	if out, err := exec.Command("docker", "network", "disconnect", l.network(), l.container(n)).CombinedOutput(); err != nil {
+		l.t.Fatalf("disconnect %s: %v\n%s", lab.Service(n), err, out)
+	}
+	out, err := exec.Command("docker", "inspect", "-f", "{{len .NetworkSettings.Networks}}", l.container(n)).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "0" {
+		l.t.Fatalf("%s is still on %s network(s) after the partition: %v", lab.Service(n), strings.TrimSpace(string(out)), err)
+	}
+}
+
+// heal puts node n back on the lab network under its service name.
+func (l *Lab) heal(n int) {
+	l.t.Helper()
+	if out, err := exec.Command("docker", "network", "connect", "--alias", lab.Service(n), l.network(), l.container(n)).CombinedOutput(); err != nil {
+		l.t.Fatalf("connect %s: %v\n%s", lab.Service(n), err, out)
+	}
+}

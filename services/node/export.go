@@ -67,7 +67,7 @@ func (s *exportServer) Export(req *dsnv1.ExportRequest, st dsnv1.Export_ExportSe
 			}
 			if len(pb.missing) == 0 {
 				if !stalledSince.IsZero() {
-					n.log.Info("export resumed", "index", next, "waited", time.Since(stalledSince).Round(time.Millisecond))
+					n.log.Info("export resumed", "index", next, "waited", time.Since(stalledSince).Round(time.Millisecond).String())
 					stalledSince = time.Time{}
 				}
 				if err := preblock.Split(pb.source(n.store), st.Send); err != nil {
@@ -84,7 +84,7 @@ func (s *exportServer) Export(req *dsnv1.ExportRequest, st dsnv1.Export_ExportSe
 				}
 				lastLog = now
 				n.log.Info("export waits for batches", "index", next, "missing", len(pb.missing),
-					"first", pb.missing[0].Short(), "waiting", now.Sub(stalledSince).Round(time.Millisecond))
+					"first", pb.missing[0].Short(), "waiting", now.Sub(stalledSince).Round(time.Millisecond).String())
 			}
 			select { // the batches are being fetched: poll, keep the heartbeat
 			case <-ctx.Done():

@@ -390,14 +390,14 @@ func (w *stallWatch) tick(n *Node, now time.Time) {
 	s := n.replica.Status()
 	if w.since.IsZero() || s.Committed != w.committed {
 		if !w.logged.IsZero() {
-			n.log.Info("commits resumed", "committed", s.Committed, "stalled", now.Sub(w.since).Round(time.Millisecond))
+			n.log.Info("commits resumed", "committed", s.Committed, "stalled", now.Sub(w.since).Round(time.Millisecond).String())
 		}
 		*w = stallWatch{committed: s.Committed, since: now}
 		return
 	}
 	if now.Sub(w.since) >= stallAfter && now.Sub(w.logged) >= stallAfter {
 		w.logged = now
-		n.log.Warn("no commit", "for", now.Sub(w.since).Round(time.Second), "committed", s.Committed,
+		n.log.Warn("no commit", "for", now.Sub(w.since).Round(time.Second).String(), "committed", s.Committed,
 			"round", s.Round, "dag_round", s.DAGRound, "gc_round", s.GCRound, "suspended", s.Suspended,
 			"batches_fetching", s.BatchesFetching, "committed_batches_missing", s.BatchesMissing)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
@@ -30,6 +31,17 @@ const maxFrame = 64 << 20
 // windowSize is the HTTP/2 flow-control window of peer streams: batches of
 // hundreds of KB must not wait for a window update every 64 KB.
 const windowSize = 16 << 20
+
+// keepaliveTime and keepaliveTimeout: both sides of a peer link ping an
+// idle connection every keepaliveTime and drop it when no answer comes in
+// keepaliveTimeout. NB: a partition or a silently dead peer sends no RST:
+// without pings a link would wait on a dead TCP connection for the
+// kernel's retransmission timeout (many minutes) before reconnecting — the
+// container e2e partition test found exactly that.
+const (
+	keepaliveTime    = 2 * time.Second
+	keepaliveTimeout = 2 * time.Second
+)
 
 // logEvery is the least interval between two warnings about one peer.
 const logEvery = 5 * time.Second
@@ -137,6 +149,8 @@ func (t *transport) serve(ctx context.Context, lis net.Listener) {
 		grpc.MaxRecvMsgSize(maxFrame),
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(windowSize),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
 	)
 	dsnv1.RegisterPeerServer(t.server, &peerServer{t: t})
 	t.wg.Add(1)
@@ -200,7 +214,8 @@ func (t *transport) stream(ctx context.Context, p *peerLink) error {
 		grpc.WithTransportCredentials(credentials.NewTLS(mtls.ClientConfig(t.cert, p.key))),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxFrame)),
 		grpc.WithInitialWindowSize(windowSize),
-		grpc.WithInitialConnWindowSize(windowSize))
+		grpc.WithInitialConnWindowSize(windowSize),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}))
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", p.addr, err)
 	}
