@@ -32,8 +32,9 @@ type Manifest struct {
 	Seed int64 `toml:"seed"`
 	// Image is the dsn image tag the containers run.
 	Image string `toml:"image"`
-	// BasePort: node N publishes BasePort+10N+1 (export), +2 (transactions),
-	// +3 (metrics) on the host; 0 lets Docker choose.
+	// BasePort: node N publishes BasePort+10N (p2p), +1 (export), +2
+	// (transactions), +3 (metrics) on the host's loopback; 0 lets Docker
+	// choose.
 	BasePort  int       `toml:"base_port"`
 	Consensus Consensus `toml:"consensus"`
 }
@@ -138,11 +139,11 @@ func compose(m *Manifest) string {
 		b.WriteString("      - ./config:/config:ro\n")
 		fmt.Fprintf(&b, "      - %s-data:/data\n", Service(n))
 		b.WriteString("    ports:\n")
-		for k, p := range []int{ExportPort, TransactionsPort, MetricsPort} {
+		for k, p := range []int{P2PPort, ExportPort, TransactionsPort, MetricsPort} {
 			if m.BasePort == 0 {
 				fmt.Fprintf(&b, "      - \"127.0.0.1::%d\"\n", p)
 			} else {
-				fmt.Fprintf(&b, "      - \"127.0.0.1:%d:%d\"\n", m.BasePort+10*n+1+k, p)
+				fmt.Fprintf(&b, "      - \"127.0.0.1:%d:%d\"\n", m.BasePort+10*n+k, p)
 			}
 		}
 		b.WriteString("    networks: [dsn]\n")

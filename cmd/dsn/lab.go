@@ -55,7 +55,7 @@ func runLabStatus(ctx context.Context, args []string) error {
 		return fmt.Errorf("%s publishes ports Docker chooses: use `docker-compose port`", *manifest)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tEXPORT\tTRANSACTIONS\tMETRICS\tSTATE\tROUND\tLAST PRE-BLOCK\tMISSING BATCHES")
+	fmt.Fprintln(w, "NODE\tP2P\tEXPORT\tTRANSACTIONS\tMETRICS\tSTATE\tROUND\tLAST PRE-BLOCK\tMISSING BATCHES")
 	down := 0
 	for n := 1; n <= m.Nodes; n++ {
 		ex, tx, mt := m.HostPorts(n)
@@ -71,7 +71,7 @@ func runLabStatus(ctx context.Context, args []string) error {
 			last = fmt.Sprint(g["dsn_committed_subdags"])
 			missing = fmt.Sprint(g["dsn_committed_batches_missing"])
 		}
-		fmt.Fprintf(w, "%s\t127.0.0.1:%d\t127.0.0.1:%d\t127.0.0.1:%d\t%s\t%s\t%s\t%s\n", lab.Service(n), ex, tx, mt, state, round, last, missing)
+		fmt.Fprintf(w, "%s\t127.0.0.1:%d\t127.0.0.1:%d\t127.0.0.1:%d\t127.0.0.1:%d\t%s\t%s\t%s\t%s\n", lab.Service(n), ex-1, ex, tx, mt, state, round, last, missing)
 	}
 	w.Flush()
 	if down > 0 {
