@@ -85,12 +85,17 @@ func (l *Lab) compose(args ...string) (string, error) {
 	return out.String(), err
 }
 
-// addr returns the host address of node n's container port.
+// addr returns the host address of node n's container port (n = 0: the
+// sequencer's).
 func (l *Lab) addr(n, port int) string {
 	l.t.Helper()
-	out, err := l.compose("port", lab.Service(n), fmt.Sprint(port))
+	service := "sequencer"
+	if n > 0 {
+		service = lab.Service(n)
+	}
+	out, err := l.compose("port", service, fmt.Sprint(port))
 	if err != nil {
-		l.t.Fatalf("port of %s: %v\n%s", lab.Service(n), err, out)
+		l.t.Fatalf("port of %s: %v\n%s", service, err, out)
 	}
 	return strings.TrimSpace(out)
 }

@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"testing"
 	"time"
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/dsnclient"
 	"github.com/tezos-dsn/dsn/internal/load"
+	"github.com/tezos-dsn/dsn/lab"
 )
 
 // TestSevenNodes runs the lab's 7 consensus nodes in containers: load in,
@@ -110,6 +115,43 @@ func TestSevenNodes(t *testing.T) {
 	for n := 2; n <= 7; n++ {
 		agree(ref, n, follow(n))
 	}
+
+	// Through the sequencer's HTTP API: each transaction reaches "ordered"
+	// (services/sequencer's tests check the index and position against
+	// Export), and the nodes agree on the result.
+	seqURL := "http://" + l.addr(0, lab.SequencerPort)
+	var viaAPI []string
+	for i := range 20 {
+		tx := []byte(fmt.Sprintf("via-sequencer-%02d", i))
+		resp, err := http.Post(seqURL+"/v1/transactions", "application/octet-stream", bytes.NewReader(tx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct{ ID, Status string }
+		json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("sequencer: %s", resp.Status)
+		}
+		viaAPI = append(viaAPI, st.ID)
+		all[string(tx)] = true
+	}
+	waitFor(t, time.Minute, "the sequencer to report every transaction ordered", func() bool {
+		for _, id := range viaAPI {
+			resp, err := http.Get(seqURL + "/v1/transactions/" + id)
+			if err != nil {
+				return false
+			}
+			var st struct{ Status string }
+			json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if st.Status != "ordered" {
+				return false
+			}
+		}
+		return true
+	})
+	agree(ref, 1, follow(1))
 
 	// Two nodes killed with SIGKILL under load: the other five go on.
 	l.docker("kill", 6)

@@ -50,6 +50,9 @@ const (
 	ExportPort       = 7001
 	TransactionsPort = 7002
 	MetricsPort      = 7003
+	// SequencerPort is the sequencer's HTTP API, published as is on the
+	// host (base_port 0: Docker chooses).
+	SequencerPort = 8080
 )
 
 // LoadManifest reads and checks a manifest.
@@ -152,6 +155,29 @@ func compose(m *Manifest) string {
 		fmt.Fprintf(&b, "      test: [\"CMD\", \"/dsn\", \"health\", \"--metrics\", \"127.0.0.1:%d\"]\n", MetricsPort)
 		b.WriteString("      interval: 2s\n      timeout: 2s\n      retries: 15\n")
 	}
+	// The sequencer: the public HTTP API in front of every node.
+	var nodes []string
+	for n := 1; n <= m.Nodes; n++ {
+		nodes = append(nodes, fmt.Sprintf("%s:%d/%s:%d", Service(n), TransactionsPort, Service(n), ExportPort))
+	}
+	b.WriteString("  sequencer:\n")
+	fmt.Fprintf(&b, "    image: %s\n", m.Image)
+	fmt.Fprintf(&b, "    command: [\"sequencer\", \"--listen\", \":%d\", \"--nodes\", \"%s\"]\n", SequencerPort, strings.Join(nodes, ","))
+	b.WriteString("    ports:\n")
+	if m.BasePort == 0 {
+		fmt.Fprintf(&b, "      - \"127.0.0.1::%d\"\n", SequencerPort)
+	} else {
+		fmt.Fprintf(&b, "      - \"127.0.0.1:%d:%d\"\n", SequencerPort, SequencerPort)
+	}
+	b.WriteString("    networks: [dsn]\n")
+	b.WriteString("    depends_on: [")
+	for n := 1; n <= m.Nodes; n++ {
+		if n > 1 {
+			b.WriteString(", ")
+		}
+		b.WriteString(Service(n))
+	}
+	b.WriteString("]\n    stop_grace_period: 5s\n")
 	b.WriteString("\nnetworks:\n  dsn: {}\n\nvolumes:\n")
 	for n := 1; n <= m.Nodes; n++ {
 		fmt.Fprintf(&b, "  %s-data: {}\n", Service(n))

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -74,6 +77,22 @@ func runLabStatus(ctx context.Context, args []string) error {
 		fmt.Fprintf(w, "%s\t127.0.0.1:%d\t127.0.0.1:%d\t127.0.0.1:%d\t127.0.0.1:%d\t%s\t%s\t%s\t%s\n", lab.Service(n), ex-1, ex, tx, mt, state, round, last, missing)
 	}
 	w.Flush()
+	seq := fmt.Sprintf("127.0.0.1:%d", lab.SequencerPort)
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	state := "down"
+	if req, err := http.NewRequestWithContext(c, http.MethodGet, "http://"+seq+"/health", nil); err == nil {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			var h struct {
+				NodesUp int    `json:"nodes_up"`
+				Head    uint64 `json:"head"`
+			}
+			json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+			state = fmt.Sprintf("%s: %d nodes answered its last call, following pre-block %d", strings.ToLower(http.StatusText(resp.StatusCode)), h.NodesUp, h.Head)
+		}
+	}
+	fmt.Printf("\nsequencer  http://%s  %s\n", seq, state)
 	if down > 0 {
 		return fmt.Errorf("%d of %d nodes are down", down, m.Nodes)
 	}

@@ -41,6 +41,7 @@ func commands() []command {
 		labRenderCommand(),
 		labStatusCommand(),
 		healthCommand(),
+		sequencerCommand(),
 	}
 }
 

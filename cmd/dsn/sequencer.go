@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tezos-dsn/dsn/services/sequencer"
+)
+
+func sequencerCommand() command {
+	return command{name: "sequencer", summary: "serve the public transaction API in front of the consensus nodes", run: runSequencer}
+}
+
+func runSequencer(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sequencer", flag.ContinueOnError)
+	listen := fs.String("listen", ":8080", "HTTP API address")
+	nodes := fs.String("nodes", "127.0.0.1:64012/127.0.0.1:64011", "consensus nodes: TRANSACTIONS/EXPORT address pairs, comma-separated")
+	maxTx := fs.Int("max-transaction-size", 256<<10, "largest transaction in bytes (the nodes' max_transaction_size)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var eps []sequencer.Endpoint
+	for _, pair := range strings.Split(*nodes, ",") {
+		tx, ex, ok := strings.Cut(strings.TrimSpace(pair), "/")
+		if !ok || tx == "" || ex == "" {
+			return fmt.Errorf("--nodes: %q is not TRANSACTIONS/EXPORT", pair)
+		}
+		eps = append(eps, sequencer.Endpoint{Transactions: tx, Export: ex})
+	}
+	cfg := sequencer.DefaultConfig(eps)
+	cfg.MaxTransactionSize = *maxTx
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "sequencer")
+	s, err := sequencer.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	go s.Follow(ctx)
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(c)
+	}()
+	log.Info("sequencer started", "listen", lis.Addr().String(), "nodes", len(eps))
+	if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,370 @@
+// Package sequencer is the users' door to the DSN: a public HTTP API that
+// takes transactions, submits them to the consensus nodes (trying each node
+// in turn until one acknowledges), follows the committed pre-blocks
+// (Export, failing over between nodes without gaps or duplicates) and
+// tells users where their transaction is: pending, then ordered (pre-block
+// index and position, a soft confirmation). Posting to the rollup and the
+// verified status come with the rollup node (see the sequencer issue);
+// docs/sequencer.md documents the API.
+package sequencer
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/blake2b"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/preblock"
+)
+
+// Endpoint is one consensus node's public APIs.
+type Endpoint struct {
+	Transactions string // host:port of dsn.v1.Transactions
+	Export       string // host:port of dsn.v1.Export
+}
+
+// Config is the sequencer's configuration.
+type Config struct {
+	Nodes []Endpoint
+	// MaxTransactionSize bounds a transaction in bytes (the nodes' own limit).
+	MaxTransactionSize int
+	// SubmitTimeout bounds one node's acknowledgement before the next node is tried.
+	SubmitTimeout time.Duration
+	// Tracked is how many transactions' statuses are kept (oldest dropped first).
+	Tracked int
+}
+
+// DefaultConfig returns defaults for nodes.
+func DefaultConfig(nodes []Endpoint) Config {
+	return Config{Nodes: nodes, MaxTransactionSize: 256 << 10, SubmitTimeout: 5 * time.Second, Tracked: 1_000_000}
+}
+
+// Status is what the API says about a transaction.
+type Status struct {
+	ID     string `json:"id"`
+	Status string `json:"status"` // pending | ordered
+	// Index and Position locate an ordered transaction: the pre-block and
+	// its place among the pre-block's transactions (from 0).
+	Index     *uint64 `json:"index,omitempty"`
+	Position  *int    `json:"position,omitempty"`
+	OrderedAt string  `json:"ordered_at,omitempty"` // RFC 3339, when this sequencer saw the pre-block
+}
+
+// Sequencer serves the API. Create it with New, run Follow in a goroutine,
+// and serve Handler.
+type Sequencer struct {
+	cfg   Config
+	log   *slog.Logger
+	conns []*grpc.ClientConn
+	tx    []dsnv1.TransactionsClient
+	ex    []dsnv1.ExportClient
+
+	mu     sync.Mutex
+	status map[narwhal.Digest]*Status
+	order  []narwhal.Digest // insertion order, for eviction
+	next   int              // node to try first
+	head   uint64           // last pre-block followed
+	up     []bool           // node answered its last call
+}
+
+// New connects (lazily) to the nodes.
+func New(cfg Config, log *slog.Logger) (*Sequencer, error) {
+	if len(cfg.Nodes) == 0 {
+		return nil, errors.New("sequencer: no consensus node endpoints")
+	}
+	s := &Sequencer{cfg: cfg, log: log, status: map[narwhal.Digest]*Status{}, up: make([]bool, len(cfg.Nodes))}
+	for _, e := range cfg.Nodes {
+		for _, addr := range []string{e.Transactions, e.Export} {
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				s.Close()
+				return nil, fmt.Errorf("node %s: %w", addr, err)
+			}
+			s.conns = append(s.conns, conn)
+		}
+		n := len(s.conns)
+		s.tx = append(s.tx, dsnv1.NewTransactionsClient(s.conns[n-2]))
+		s.ex = append(s.ex, dsnv1.NewExportClient(s.conns[n-1]))
+	}
+	return s, nil
+}
+
+// Close drops the node connections.
+func (s *Sequencer) Close() {
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
+
+// ErrNoNode: no consensus node acknowledged the transaction.
+var ErrNoNode = errors.New("sequencer: no consensus node acknowledged the transaction")
+
+// Submit hands tx to the DSN and returns its status once a node has
+// acknowledged it (stored on a quorum: from then on it is ordered). A
+// transaction already known is not submitted again: the same bytes get
+// the same id and status.
+func (s *Sequencer) Submit(ctx context.Context, tx []byte) (Status, error) {
+	id := blake2b.Sum256(tx)
+	s.mu.Lock()
+	if st, ok := s.status[id]; ok {
+		out := *st
+		s.mu.Unlock()
+		return out, nil
+	}
+	// Tracked before it is submitted, so that a pre-block followed before
+	// the acknowledgement comes back still marks it ordered.
+	s.trackLocked(id)
+	first := s.next
+	s.next = (s.next + 1) % len(s.tx)
+	s.mu.Unlock()
+	var lastErr error
+	for k := range s.tx {
+		i := (first + k) % len(s.tx)
+		c, cancel := context.WithTimeout(ctx, s.cfg.SubmitTimeout)
+		_, err := s.tx[i].SubmitTransaction(c, &dsnv1.Transaction{Transaction: tx})
+		cancel()
+		s.setUp(i, err == nil || status.Code(err) == codes.InvalidArgument)
+		if err == nil {
+			st, _ := s.Lookup(id)
+			return st, nil
+		}
+		if status.Code(err) == codes.InvalidArgument {
+			s.untrack(id)
+			return Status{}, err // the nodes refuse it: another node would too
+		}
+		if ctx.Err() != nil {
+			s.untrack(id)
+			return Status{}, ctx.Err()
+		}
+		lastErr = err
+		s.log.Warn("submit failed; trying the next node", "node", s.cfg.Nodes[i].Transactions, "err", err)
+	}
+	// NB: a node may have stored the batch and failed before answering:
+	// the transaction can still be ordered, and a retry may order it twice
+	// (docs/sequencer.md says which layer deduplicates).
+	s.untrack(id)
+	return Status{}, fmt.Errorf("%w: %v", ErrNoNode, lastErr)
+}
+
+func (s *Sequencer) setUp(i int, up bool) {
+	s.mu.Lock()
+	s.up[i] = up
+	s.mu.Unlock()
+}
+
+// trackLocked starts tracking a transaction as pending (s.mu held).
+func (s *Sequencer) trackLocked(id narwhal.Digest) {
+	s.status[id] = &Status{ID: hex.EncodeToString(id[:]), Status: "pending"}
+	s.order = append(s.order, id)
+	if len(s.order) > s.cfg.Tracked {
+		delete(s.status, s.order[0])
+		s.order = s.order[1:]
+	}
+}
+
+// untrack forgets a transaction whose submission failed.
+func (s *Sequencer) untrack(id narwhal.Digest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.status[id]; ok && st.Status == "pending" {
+		delete(s.status, id) // its entry in order is skipped when evicted
+	}
+}
+
+// Lookup returns a transaction's status.
+func (s *Sequencer) Lookup(id narwhal.Digest) (Status, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.status[id]
+	if !ok {
+		return Status{}, false
+	}
+	return *st, true
+}
+
+// Follow reads the committed pre-blocks from the first one on, failing
+// over to the next node when a stream breaks, resuming after the last
+// complete pre-block: no gap, no duplicate. It returns when ctx ends.
+func (s *Sequencer) Follow(ctx context.Context) {
+	node := 0
+	for ctx.Err() == nil {
+		err := s.followNode(ctx, node)
+		if ctx.Err() != nil {
+			return
+		}
+		s.setUp(node, false)
+		s.log.Warn("export stream lost; following the next node", "node", s.cfg.Nodes[node].Export, "err", err)
+		node = (node + 1) % len(s.ex)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Sequencer) followNode(ctx context.Context, node int) error {
+	s.mu.Lock()
+	from := s.head
+	s.mu.Unlock()
+	st, err := s.ex[node].Export(ctx, &dsnv1.ExportRequest{From: from})
+	if err != nil {
+		return err
+	}
+	rd := preblock.NewReader(st)
+	for {
+		pb, _, err := rd.PreBlock()
+		if err != nil {
+			return err
+		}
+		s.setUp(node, true)
+		if pb == nil {
+			continue // heartbeat
+		}
+		if err := s.apply(pb); err != nil {
+			return err
+		}
+	}
+}
+
+// apply marks the tracked transactions of the next pre-block ordered.
+func (s *Sequencer) apply(pb *dsnv1.PreBlock) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pb.Index != s.head+1 {
+		return fmt.Errorf("pre-block %d after %d", pb.Index, s.head)
+	}
+	at := time.Now().UTC().Format(time.RFC3339Nano)
+	pos := 0
+	for _, cb := range pb.Batches {
+		for _, raw := range cb.Batches {
+			b, err := narwhal.DecodeBatch(raw)
+			if err != nil {
+				return fmt.Errorf("pre-block %d: %w", pb.Index, err)
+			}
+			for _, tx := range b.Transactions {
+				if st, ok := s.status[blake2b.Sum256(tx)]; ok && st.Status == "pending" {
+					index, position := pb.Index, pos
+					st.Status, st.Index, st.Position, st.OrderedAt = "ordered", &index, &position, at
+				}
+				pos++
+			}
+		}
+	}
+	s.head = pb.Index
+	return nil
+}
+
+// Handler returns the HTTP API (docs/sequencer.md).
+func (s *Sequencer) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/transactions", s.postTransaction)
+	mux.HandleFunc("POST /broadcast", s.postTransaction)
+	mux.HandleFunc("GET /v1/transactions/{id}", s.getTransaction)
+	mux.HandleFunc("GET /health", s.health)
+	return mux
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, apiError{Error: fmt.Sprintf(format, args...)})
+}
+
+// postTransaction takes raw bytes (any content type but JSON) or
+// {"data": "<hex>"} (application/json, and always on /broadcast).
+func (s *Sequencer) postTransaction(w http.ResponseWriter, r *http.Request) {
+	// Hex doubles the size; the JSON wrapper adds a little.
+	limit := int64(2*s.cfg.MaxTransactionSize + 1024)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		fail(w, http.StatusRequestEntityTooLarge, "body over %d bytes: a transaction is at most %d bytes", limit, s.cfg.MaxTransactionSize)
+		return
+	}
+	tx := body
+	if r.URL.Path == "/broadcast" || strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		var req struct {
+			Data *string `json:"data"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil || req.Data == nil {
+			fail(w, http.StatusBadRequest, `body must be {"data": "<hex>"}`)
+			return
+		}
+		if tx, err = hex.DecodeString(strings.TrimPrefix(*req.Data, "0x")); err != nil {
+			fail(w, http.StatusBadRequest, "data: not hex: %v", err)
+			return
+		}
+	}
+	switch {
+	case len(tx) == 0:
+		fail(w, http.StatusBadRequest, "empty transaction")
+		return
+	case len(tx) > s.cfg.MaxTransactionSize:
+		fail(w, http.StatusRequestEntityTooLarge, "transaction of %d bytes exceeds the limit of %d bytes", len(tx), s.cfg.MaxTransactionSize)
+		return
+	}
+	st, err := s.Submit(r.Context(), tx)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusAccepted, st)
+	case status.Code(err) == codes.InvalidArgument:
+		fail(w, http.StatusBadRequest, "%s", status.Convert(err).Message())
+	case errors.Is(err, ErrNoNode):
+		fail(w, http.StatusServiceUnavailable, "no consensus node acknowledged the transaction; retry")
+	default:
+		fail(w, http.StatusServiceUnavailable, "%v", err)
+	}
+}
+
+func (s *Sequencer) getTransaction(w http.ResponseWriter, r *http.Request) {
+	raw, err := hex.DecodeString(r.PathValue("id"))
+	if err != nil || len(raw) != 32 {
+		fail(w, http.StatusBadRequest, "id: want the 64 hex digits of the transaction's BLAKE2b-256 digest")
+		return
+	}
+	st, ok := s.Lookup(narwhal.Digest(raw))
+	if !ok {
+		fail(w, http.StatusNotFound, "unknown transaction (not submitted here, or no longer tracked)")
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Sequencer) health(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	up := 0
+	for _, u := range s.up {
+		if u {
+			up++
+		}
+	}
+	head := s.head
+	s.mu.Unlock()
+	code := http.StatusOK
+	if up == 0 {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"nodes_up": up, "nodes": len(s.up), "head": head})
+}
