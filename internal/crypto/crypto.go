@@ -113,17 +113,21 @@ func Verify(pk PublicKey, msg []byte, sig Signature) error {
 // KeySet holds a committee's public keys, indexed 0..n-1. Safe for
 // concurrent use.
 type KeySet struct {
-	keys []PublicKey
+	keys   []PublicKey
+	points []*edwards25519.Point // decompressed keys, for batch verification
 }
 
-// NewKeySet checks every key.
+// NewKeySet checks and decompresses every key.
 func NewKeySet(pks []PublicKey) (*KeySet, error) {
+	ks := &KeySet{keys: append([]PublicKey(nil), pks...)}
 	for i, pk := range pks {
 		if err := ValidatePublicKey(pk); err != nil {
 			return nil, fmt.Errorf("key %d: %w", i, err)
 		}
+		p, _ := new(edwards25519.Point).SetBytes(pk[:])
+		ks.points = append(ks.points, p)
 	}
-	return &KeySet{keys: append([]PublicKey(nil), pks...)}, nil
+	return ks, nil
 }
 
 // Len returns the number of keys.
@@ -162,11 +166,7 @@ func (ks *KeySet) VerifyMany(items []SignedItem) error {
 		}
 		return nil
 	}
-	bv := ed25519consensus.NewPreallocatedBatchVerifier(len(items))
-	for _, it := range items {
-		bv.Add(ks.keys[it.Signer][:], it.Message, it.Signature[:])
-	}
-	if !bv.Verify() {
+	if !ks.batchVerify(items) {
 		return ErrInvalidSignature
 	}
 	return nil

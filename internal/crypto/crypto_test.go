@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/hdevalence/ed25519consensus"
 )
 
 func keys(t testing.TB, n int) ([]*SecretKey, []PublicKey) {
@@ -146,4 +148,81 @@ func BenchmarkVerifyCertificate(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// The batch verifier agrees with ed25519consensus one by one: batches of
+// valid signatures (signers repeated) pass, and any single corruption — of
+// R, of s (including a non-canonical s), of the message or of the signer —
+// fails, while the one-by-one check names exactly that item.
+func TestBatchAgreesWithSingleVerification(t *testing.T) {
+	sks, pks := keys(t, 7)
+	ks, err := NewKeySet(pks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewSource(3))
+	for trial := range 200 {
+		n := 1 + rng.Intn(40)
+		items := make([]SignedItem, n)
+		for i := range items {
+			signer := rng.Intn(7)
+			msg := make([]byte, rng.Intn(80))
+			rng.Read(msg)
+			items[i] = SignedItem{Signer: signer, Message: msg, Signature: sks[signer].Sign(msg)}
+		}
+		if !ks.batchVerify(items) {
+			t.Fatalf("trial %d: a batch of %d valid signatures failed", trial, n)
+		}
+		bad := rng.Intn(n)
+		it := &items[bad]
+		switch trial % 5 {
+		case 0:
+			it.Signature[rng.Intn(32)] ^= 1 << rng.Intn(8) // R
+		case 1:
+			it.Signature[32+rng.Intn(31)] ^= 1 << rng.Intn(8) // s
+		case 2:
+			it.Message = append(it.Message, 0) // another message
+		case 3:
+			it.Signer = (it.Signer + 1) % 7 // another signer's key
+		case 4:
+			it.Signature[63] |= 0xf0 // s ≥ L: non-canonical
+		}
+		if ks.batchVerify(items) {
+			t.Fatalf("trial %d: a batch with a corrupted item %d (case %d) passed", trial, bad, trial%5)
+		}
+		if got := ks.FindInvalid(items); len(got) != 1 || got[0] != bad {
+			t.Fatalf("trial %d: one by one finds %v, want [%d]", trial, got, bad)
+		}
+	}
+}
+
+func BenchmarkVerifyRound(b *testing.B) {
+	sks, pks := keys(b, 7)
+	ks, _ := NewKeySet(pks)
+	var items []SignedItem
+	for c := range 6 { // a round: 6 certificates of 5 signers
+		msg := []byte{byte(c), 'h'}
+		for s := range 5 {
+			signer := (c + s) % 7
+			items = append(items, SignedItem{Signer: signer, Message: msg, Signature: sks[signer].Sign(msg)})
+		}
+	}
+	b.Run("ed25519consensus", func(b *testing.B) {
+		for b.Loop() {
+			bv := ed25519consensus.NewPreallocatedBatchVerifier(len(items))
+			for _, it := range items {
+				bv.Add(ks.keys[it.Signer][:], it.Message, it.Signature[:])
+			}
+			if !bv.Verify() {
+				b.Fatal("invalid")
+			}
+		}
+	})
+	b.Run("keyset", func(b *testing.B) {
+		for b.Loop() {
+			if !ks.batchVerify(items) {
+				b.Fatal("invalid")
+			}
+		}
+	})
 }
