@@ -55,6 +55,10 @@ func (c *CachedKeySet) add(keys ...[32]byte) {
 	}
 }
 
+// Remember records a signature known to be valid without checking it: the
+// caller made it with its own key.
+func (c *CachedKeySet) Remember(it SignedItem) { c.add(cacheKey(it)) }
+
 // Verify checks one signature, from the cache when possible.
 func (c *CachedKeySet) Verify(signer int, msg []byte, sig Signature) error {
 	return c.VerifyMany([]SignedItem{{Signer: signer, Message: msg, Signature: sig}})

@@ -252,7 +252,7 @@ func (p *Primary) newProposal(h *narwhal.Header) *proposal {
 		sigs:   make([]crypto.Signature, p.committee.Size()),
 	}
 	pr.voted[p.self] = true
-	pr.sigs[p.self] = p.key.Sign(narwhal.VoteMessage(pr.digest))
+	pr.sigs[p.self] = p.sign(pr.digest)
 	pr.stake = p.committee.Stake(p.self)
 	return pr
 }

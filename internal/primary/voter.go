@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/tezos-dsn/dsn/internal/crypto"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/store"
 )
@@ -133,10 +134,19 @@ func (p *Primary) tryVote(out *Output, author narwhal.AuthorityID) error {
 	return nil
 }
 
+// sign votes for header digest d with this node's key, and tells the
+// verifier, which then need not check that signature in the certificate.
+func (p *Primary) sign(d narwhal.Digest) crypto.Signature {
+	msg := narwhal.VoteMessage(d)
+	sig := p.key.Sign(msg)
+	p.verifier.Signed(p.self, msg, sig)
+	return sig
+}
+
 func (p *Primary) sendVote(out *Output, h *narwhal.Header, d narwhal.Digest) {
 	out.Messages = append(out.Messages, narwhal.Envelope{To: h.Author, Msg: &narwhal.VoteMsg{Vote: narwhal.Vote{
 		Header: d, Round: h.Round, Epoch: h.Epoch, Origin: h.Author, Voter: p.self,
-		Signature: p.key.Sign(narwhal.VoteMessage(d)),
+		Signature: p.sign(d),
 	}}})
 }
 
