@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/preblock"
@@ -74,6 +75,8 @@ type Sequencer struct {
 	tx    []dsnv1.TransactionsClient
 	ex    []dsnv1.ExportClient
 
+	metrics *metrics
+
 	mu     sync.Mutex
 	status map[narwhal.Digest]*Status
 	order  []narwhal.Digest // insertion order, for eviction
@@ -88,6 +91,7 @@ func New(cfg Config, log *slog.Logger) (*Sequencer, error) {
 		return nil, errors.New("sequencer: no consensus node endpoints")
 	}
 	s := &Sequencer{cfg: cfg, log: log, status: map[narwhal.Digest]*Status{}, up: make([]bool, len(cfg.Nodes))}
+	s.metrics = newMetrics(s)
 	for _, e := range cfg.Nodes {
 		for _, addr := range []string{e.Transactions, e.Export} {
 			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -140,6 +144,7 @@ func (s *Sequencer) Submit(ctx context.Context, tx []byte) (Status, error) {
 		cancel()
 		s.setUp(i, err == nil || status.Code(err) == codes.InvalidArgument)
 		if err == nil {
+			s.metrics.accepted.Inc()
 			st, _ := s.Lookup(id)
 			return st, nil
 		}
@@ -158,6 +163,7 @@ func (s *Sequencer) Submit(ctx context.Context, tx []byte) (Status, error) {
 	// the transaction can still be ordered, and a retry may order it twice
 	// (docs/sequencer.md says which layer deduplicates).
 	s.untrack(id)
+	s.metrics.unavailable.Inc()
 	return Status{}, fmt.Errorf("%w: %v", ErrNoNode, lastErr)
 }
 
@@ -260,6 +266,7 @@ func (s *Sequencer) apply(pb *dsnv1.PreBlock) error {
 				if st, ok := s.status[blake2b.Sum256(tx)]; ok && st.Status == "pending" {
 					index, position := pb.Index, pos
 					st.Status, st.Index, st.Position, st.OrderedAt = "ordered", &index, &position, at
+					s.metrics.ordered.Inc()
 				}
 				pos++
 			}
@@ -276,6 +283,7 @@ func (s *Sequencer) Handler() http.Handler {
 	mux.HandleFunc("POST /broadcast", s.postTransaction)
 	mux.HandleFunc("GET /v1/transactions/{id}", s.getTransaction)
 	mux.HandleFunc("GET /health", s.health)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }
 
@@ -289,7 +297,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func fail(w http.ResponseWriter, code int, format string, args ...any) {
+// fail answers an error and counts it by status.
+func (s *Sequencer) fail(w http.ResponseWriter, code int, format string, args ...any) {
+	s.metrics.rejected.WithLabelValues(fmt.Sprint(code)).Inc()
 	writeJSON(w, code, apiError{Error: fmt.Sprintf(format, args...)})
 }
 
@@ -300,7 +310,7 @@ func (s *Sequencer) postTransaction(w http.ResponseWriter, r *http.Request) {
 	limit := int64(2*s.cfg.MaxTransactionSize + 1024)
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		fail(w, http.StatusRequestEntityTooLarge, "body over %d bytes: a transaction is at most %d bytes", limit, s.cfg.MaxTransactionSize)
+		s.fail(w, http.StatusRequestEntityTooLarge, "body over %d bytes: a transaction is at most %d bytes", limit, s.cfg.MaxTransactionSize)
 		return
 	}
 	tx := body
@@ -309,20 +319,20 @@ func (s *Sequencer) postTransaction(w http.ResponseWriter, r *http.Request) {
 			Data *string `json:"data"`
 		}
 		if err := json.Unmarshal(body, &req); err != nil || req.Data == nil {
-			fail(w, http.StatusBadRequest, `body must be {"data": "<hex>"}`)
+			s.fail(w, http.StatusBadRequest, `body must be {"data": "<hex>"}`)
 			return
 		}
 		if tx, err = hex.DecodeString(strings.TrimPrefix(*req.Data, "0x")); err != nil {
-			fail(w, http.StatusBadRequest, "data: not hex: %v", err)
+			s.fail(w, http.StatusBadRequest, "data: not hex: %v", err)
 			return
 		}
 	}
 	switch {
 	case len(tx) == 0:
-		fail(w, http.StatusBadRequest, "empty transaction")
+		s.fail(w, http.StatusBadRequest, "empty transaction")
 		return
 	case len(tx) > s.cfg.MaxTransactionSize:
-		fail(w, http.StatusRequestEntityTooLarge, "transaction of %d bytes exceeds the limit of %d bytes", len(tx), s.cfg.MaxTransactionSize)
+		s.fail(w, http.StatusRequestEntityTooLarge, "transaction of %d bytes exceeds the limit of %d bytes", len(tx), s.cfg.MaxTransactionSize)
 		return
 	}
 	st, err := s.Submit(r.Context(), tx)
@@ -330,23 +340,23 @@ func (s *Sequencer) postTransaction(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		writeJSON(w, http.StatusAccepted, st)
 	case status.Code(err) == codes.InvalidArgument:
-		fail(w, http.StatusBadRequest, "%s", status.Convert(err).Message())
+		s.fail(w, http.StatusBadRequest, "%s", status.Convert(err).Message())
 	case errors.Is(err, ErrNoNode):
-		fail(w, http.StatusServiceUnavailable, "no consensus node acknowledged the transaction; retry")
+		s.fail(w, http.StatusServiceUnavailable, "no consensus node acknowledged the transaction; retry")
 	default:
-		fail(w, http.StatusServiceUnavailable, "%v", err)
+		s.fail(w, http.StatusServiceUnavailable, "%v", err)
 	}
 }
 
 func (s *Sequencer) getTransaction(w http.ResponseWriter, r *http.Request) {
 	raw, err := hex.DecodeString(r.PathValue("id"))
 	if err != nil || len(raw) != 32 {
-		fail(w, http.StatusBadRequest, "id: want the 64 hex digits of the transaction's BLAKE2b-256 digest")
+		s.fail(w, http.StatusBadRequest, "id: want the 64 hex digits of the transaction's BLAKE2b-256 digest")
 		return
 	}
 	st, ok := s.Lookup(narwhal.Digest(raw))
 	if !ok {
-		fail(w, http.StatusNotFound, "unknown transaction (not submitted here, or no longer tracked)")
+		s.fail(w, http.StatusNotFound, "unknown transaction (not submitted here, or no longer tracked)")
 		return
 	}
 	writeJSON(w, http.StatusOK, st)

@@ -192,6 +192,16 @@ func TestBadRequests(t *testing.T) {
 			t.Errorf("%s %s (%d bytes): %d %q, want %d %q", c.method, c.path, len(c.body), r.code, r.err, c.code, c.msg)
 		}
 	}
+	// Every rejection is counted by status.
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(raw), `dsn_sequencer_requests_rejected_total{code="400"} 5`) {
+		t.Errorf("metrics do not count the five 400s:\n%s", raw)
+	}
 	// No node reachable: 503, and the health check says so.
 	for i := range cl.Size() {
 		cl.StopNode(i)

@@ -1,0 +1,56 @@
+package sequencer
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the sequencer's Prometheus series (GET /metrics).
+type metrics struct {
+	reg                            *prometheus.Registry
+	accepted, ordered, unavailable prometheus.Counter
+	rejected                       *prometheus.CounterVec
+}
+
+func newMetrics(s *Sequencer) *metrics {
+	reg := prometheus.NewRegistry()
+	c := func(name, help string) prometheus.Counter {
+		x := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dsn_sequencer", Name: name, Help: help})
+		reg.MustRegister(x)
+		return x
+	}
+	m := &metrics{
+		reg:         reg,
+		accepted:    c("transactions_accepted_total", "Transactions a node acknowledged."),
+		ordered:     c("transactions_ordered_total", "Tracked transactions seen in a committed pre-block."),
+		unavailable: c("submissions_unavailable_total", "Submissions no node acknowledged (answered 503)."),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dsn_sequencer", Name: "requests_rejected_total",
+			Help: "API requests answered with an error, by HTTP status."}, []string{"code"}),
+	}
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dsn_sequencer", Name: name, Help: help}, f))
+	}
+	gauge("head", "Index of the last pre-block followed.", func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return float64(s.head)
+	})
+	gauge("tracked_transactions", "Transactions whose status is kept.", func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return float64(len(s.status))
+	})
+	gauge("nodes_up", "Consensus nodes that answered their last call.", func() float64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n := 0
+		for _, u := range s.up {
+			if u {
+				n++
+			}
+		}
+		return float64(n)
+	})
+	reg.MustRegister(m.rejected, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
