@@ -7,7 +7,7 @@ STATICCHECK_VERSION ?= v0.8.2
 .PHONY: help build test lint verify fuzz bench clean proto run-dsn kill-dsn run-listener run-spammer sim sim-long image lab-render lab-up lab-down lab-status e2e
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## Build the statically linked dsn binary into bin/
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/dsn
@@ -94,7 +94,7 @@ image: build ## Build the dsn:lab image (FROM scratch + the static binary; nothi
 lab-render: ## Render MANIFEST into compose/docker-compose.yml and compose/config/
 	$(GO) run ./cmd/dsn lab render --manifest $(MANIFEST) --out compose
 
-lab-up: image lab-render ## Start the lab (7 nodes), wait until healthy, print endpoints and state
+lab-up: image lab-render ## Start the lab (7 nodes and a sequencer), wait until healthy, print endpoints and state
 	$(COMPOSE) up -d
 	@for i in $$(seq 1 60); do $(BIN) lab status --manifest $(MANIFEST) >/dev/null 2>&1 && break; sleep 1; done
 	@$(BIN) lab status --manifest $(MANIFEST)
