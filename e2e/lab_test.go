@@ -125,6 +125,29 @@ func (l *Lab) Metrics(ctx context.Context, n int) (map[string]float64, error) {
 	return lab.Scrape(ctx, l.addr(n, lab.MetricsPort))
 }
 
+// Committed returns node n's last committed index, or -1 if it does not
+// answer.
+func (l *Lab) Committed(ctx context.Context, n int) float64 {
+	g, err := l.Metrics(ctx, n)
+	if err != nil {
+		return -1
+	}
+	return g["dsn_committed_subdags"]
+}
+
+// WaitCommitting waits until every node has committed a pre-block.
+func (l *Lab) WaitCommitting(ctx context.Context) {
+	l.t.Helper()
+	waitFor(l.t, 90*time.Second, "every node to commit", func() bool {
+		for n := 1; n <= l.m.Nodes; n++ {
+			if l.Committed(ctx, n) < 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // waitFor polls cond until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()

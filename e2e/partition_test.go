@@ -18,21 +18,8 @@ func TestPartition(t *testing.T) {
 	l := startLab(t, 7)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	committed := func(n int) float64 {
-		g, err := l.Metrics(ctx, n)
-		if err != nil {
-			return -1
-		}
-		return g["dsn_committed_subdags"]
-	}
-	waitFor(t, 90*time.Second, "every node to commit", func() bool {
-		for n := 1; n <= 7; n++ {
-			if committed(n) < 1 {
-				return false
-			}
-		}
-		return true
-	})
+	committed := func(n int) float64 { return l.Committed(ctx, n) }
+	l.WaitCommitting(ctx)
 
 	// 4|3: nothing may commit on either side once in-flight messages settle.
 	for _, n := range []int{5, 6, 7} {
@@ -109,14 +96,8 @@ func TestPauseTwo(t *testing.T) {
 	l := startLab(t, 7)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	committed := func(n int) float64 {
-		g, err := l.Metrics(ctx, n)
-		if err != nil {
-			return -1
-		}
-		return g["dsn_committed_subdags"]
-	}
-	waitFor(t, 90*time.Second, "node 1 to commit", func() bool { return committed(1) >= 1 })
+	committed := func(n int) float64 { return l.Committed(ctx, n) }
+	l.WaitCommitting(ctx)
 	l.docker("pause", 3)
 	l.docker("pause", 4)
 	c0 := committed(1)

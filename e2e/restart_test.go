@@ -27,14 +27,7 @@ func TestRestartAllAndBadInput(t *testing.T) {
 	l := startLab(t, 7)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	waitFor(t, 90*time.Second, "every node to commit", func() bool {
-		for n := 1; n <= 7; n++ {
-			if g, err := l.Metrics(ctx, n); err != nil || g["dsn_committed_subdags"] < 1 {
-				return false
-			}
-		}
-		return true
-	})
+	l.WaitCommitting(ctx)
 
 	// Bad input: clear errors, nothing ordered, the node goes on.
 	tx := l.Transactions(1)

@@ -29,15 +29,7 @@ func TestSevenNodes(t *testing.T) {
 	l := startLab(t, 7)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	waitFor(t, 90*time.Second, "every node to commit", func() bool {
-		for n := 1; n <= 7; n++ {
-			g, err := l.Metrics(ctx, n)
-			if err != nil || g["dsn_committed_subdags"] < 1 {
-				return false
-			}
-		}
-		return true
-	})
+	l.WaitCommitting(ctx)
 	t.Logf("7 containers up and committing %s after start", time.Since(start).Round(100*time.Millisecond))
 
 	rng := rand.New(rand.NewPCG(1, 2))
