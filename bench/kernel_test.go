@@ -60,8 +60,7 @@ func runKernel(b *testing.B, k []byte, committee *narwhal.Committee, dag []state
 		b.Fatal(err)
 	}
 	defer p.Close(ctx)
-	p.Durable().Set("/dsn/committee", committee.Encode())
-	p.Durable().Set("/dsn/gc_depth", binary.BigEndian.AppendUint64(nil, 50))
+	state.Setup(p.Durable().Under("/dsn/"), committee, 50)
 	if err := p.InstallKernel(k); err != nil {
 		b.Fatal(err)
 	}
@@ -98,7 +97,7 @@ func runKernel(b *testing.B, k []byte, committee *narwhal.Committee, dag []state
 		blocks = binary.BigEndian.Uint64(raw)
 	}
 	for n := uint64(1); n <= blocks; n++ {
-		blk, _, err := state.ReadBlock(pvmKeys{p.Durable()}, n)
+		blk, _, err := state.ReadBlock(p.Durable().Under("/dsn/"), n)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -124,12 +123,6 @@ func countTips(es []state.Entry) int {
 	}
 	return n
 }
-
-type pvmKeys struct{ d *pvm.Durable }
-
-func (p pvmKeys) Get(k string) ([]byte, bool) { return p.d.Get("/dsn/" + k) }
-func (p pvmKeys) Put(string, []byte)          {}
-func (p pvmKeys) Delete(string)               {}
 
 // certCost measures the kernel's time per certificate signature check in
 // the PVM with the certverify example kernel, on real certificates.

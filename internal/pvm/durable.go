@@ -2,6 +2,7 @@ package pvm
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -303,3 +304,29 @@ func (d *Durable) Walk(path string, fn func(path string, value []byte)) {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// Under returns a key-value view of the subtree at prefix (keys relative
+// to it), the shape in which kernel/state and internal/da read durable
+// storage: tests, benchmarks and a rollup node's setup step use it to write
+// a kernel's setup and read its results from outside the PVM.
+func (d *Durable) Under(prefix string) Subtree { return Subtree{d: d, prefix: prefix} }
+
+// Subtree is a key-value view of part of a Durable.
+type Subtree struct {
+	d      *Durable
+	prefix string
+}
+
+// Get returns the value at prefix+key.
+func (s Subtree) Get(key string) ([]byte, bool) { return s.d.Get(s.prefix + key) }
+
+// Put writes the value at prefix+key. A key that makes no valid path is a
+// caller's bug: it panics.
+func (s Subtree) Put(key string, v []byte) {
+	if err := s.d.Set(s.prefix+key, v); err != nil {
+		panic(fmt.Sprintf("pvm: write %s%s: %v", s.prefix, key, err))
+	}
+}
+
+// Delete removes prefix+key and its subtree.
+func (s Subtree) Delete(key string) { s.d.Delete(s.prefix + key) }

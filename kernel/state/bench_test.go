@@ -3,6 +3,8 @@ package state_test
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/tezos-dsn/dsn/kernel/state"
 )
 
 // BenchmarkMachine feeds a real committee's DAG (4 rounds per submission)
@@ -14,8 +16,7 @@ func BenchmarkMachine(b *testing.B) {
 	var blocks uint64
 	for b.Loop() {
 		st := mapStore{}
-		st.Put("committee", run.committee.Encode())
-		st.Put("gc_depth", binary.BigEndian.AppendUint64(nil, run.gcDepth))
+		state.Setup(st, run.committee, run.gcDepth)
 		feed(b, st, msgs, 20)
 		blocks = binary.BigEndian.Uint64(st["head"])
 	}

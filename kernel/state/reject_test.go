@@ -3,7 +3,6 @@ package state_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"maps"
 	"math/rand"
 	"sync"
@@ -206,8 +205,7 @@ func FuzzKernelInput(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer p.Close(ctx)
-		p.Durable().Set("/dsn/committee", c.Encode())
-		p.Durable().Set("/dsn/gc_depth", binary.BigEndian.AppendUint64(nil, 50))
+		state.Setup(p.Durable().Under("/dsn/"), c, 50)
 		p.InstallKernel(k)
 		res, err := p.RunLevel(ctx, 1, 1, [32]byte{}, [][]byte{pvm.External(da.Target(rollup, contents))})
 		if err != nil || res.Stuck != "" {

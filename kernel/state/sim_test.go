@@ -38,8 +38,7 @@ func TestKernelReplaysSimulatorRuns(t *testing.T) {
 			}
 		}
 		st := mapStore{}
-		st.Put("committee", out.Committee.Encode())
-		st.Put("gc_depth", binary.BigEndian.AppendUint64(nil, out.GCDepth))
+		state.Setup(st, out.Committee, out.GCDepth)
 		feed(t, st, messages(t, dag, 21), 40)
 		head := binary.BigEndian.Uint64(st["head"])
 		if head+2 < uint64(len(out.Committed)) || head > uint64(len(out.Committed)) {

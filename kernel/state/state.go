@@ -119,6 +119,14 @@ func u64(st Store, k string) uint64 {
 
 func putU64(st Store, k string, v uint64) { st.Put(k, binary.BigEndian.AppendUint64(nil, v)) }
 
+// Setup writes what origination gives the kernel: the committee and its
+// GC depth (the installer or the rollup node's setup step calls it; the
+// inbox never can).
+func Setup(st Store, c *narwhal.Committee, gcDepth uint64) {
+	st.Put("committee", c.Encode())
+	putU64(st, "gc_depth", gcDepth)
+}
+
 // Load rebuilds the machine of the rollup at address rollup from st: the
 // committee from the setup, Bullshark's state and the DAG above its GC
 // horizon.

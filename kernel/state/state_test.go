@@ -84,8 +84,7 @@ func runCommittee(t testing.TB, nodes, txs int, preBlocks uint64) committeeRun {
 
 func setup(t testing.TB, run committeeRun) mapStore {
 	st := mapStore{}
-	st.Put("committee", run.committee.Encode())
-	st.Put("gc_depth", binary.BigEndian.AppendUint64(nil, run.gcDepth))
+	state.Setup(st, run.committee, run.gcDepth)
 	return st
 }
 
@@ -203,13 +202,6 @@ func TestKernelStateEqualsExport(t *testing.T) {
 	}
 }
 
-// pvmStore reads the kernel's /dsn/ subtree of a PVM's durable storage.
-type pvmStore struct{ d *pvm.Durable }
-
-func (p pvmStore) Get(k string) ([]byte, bool) { return p.d.Get("/dsn/" + k) }
-func (p pvmStore) Put(string, []byte)          { panic("read only") }
-func (p pvmStore) Delete(string)               { panic("read only") }
-
 // The built kernel, run in internal/pvm level by level on a real
 // committee's certificates, commits what the node exported, and the same
 // inputs give byte-identical durable state.
@@ -230,8 +222,7 @@ func TestKernelInThePVM(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.Close(ctx)
-		p.Durable().Set("/dsn/committee", run.committee.Encode())
-		p.Durable().Set("/dsn/gc_depth", binary.BigEndian.AppendUint64(nil, run.gcDepth))
+		state.Setup(p.Durable().Under("/dsn/"), run.committee, run.gcDepth)
 		if err := p.InstallKernel(k); err != nil {
 			t.Fatal(err)
 		}
@@ -250,7 +241,7 @@ func TestKernelInThePVM(t *testing.T) {
 			level++
 		}
 		el := time.Since(start)
-		head := checkAgainstExport(t, pvmStore{p.Durable()}, run.export)
+		head := checkAgainstExport(t, p.Durable().Under("/dsn/"), run.export)
 		t.Logf("run %d: %d certificates in %d messages over %d levels: head %d in %s (%.1f ms per block, wasm %d bytes)",
 			attempt, len(run.dag), len(msgs), level-1, head, el.Round(time.Millisecond), float64(el.Milliseconds())/float64(head), len(k))
 		if head+2 < uint64(len(run.export)) {
