@@ -145,3 +145,25 @@ func Transactions(pbs []*dsnv1.PreBlock) (map[string]int, error) {
 	}
 	return seen, nil
 }
+
+// ReadDAG follows a node's certified DAG (ExportDAG) from fromRound on and
+// calls fn with each certificate and its batches until fn returns false,
+// ctx ends, or the stream fails.
+func ReadDAG(ctx context.Context, client dsnv1.ExportClient, fromRound uint64, fn func(*preblock.DAGEntry) bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := client.ExportDAG(ctx, &dsnv1.ExportDAGRequest{FromRound: fromRound})
+	if err != nil {
+		return err
+	}
+	rd := preblock.NewDAGReader(st, 0)
+	for {
+		e, _, err := rd.Next()
+		if err != nil {
+			return err
+		}
+		if e != nil && !fn(e) {
+			return nil
+		}
+	}
+}

@@ -242,6 +242,102 @@ func (rd *Reader) PreBlock() (*dsnv1.PreBlock, *dsnv1.Heartbeat, error) {
 	}
 }
 
+// SplitCertificate sends one certificate and its n batches (loaded one at
+// a time, each cut into parts of at most PartBytes); batch nil sends it
+// with batches withheld (ExportDAG).
+func SplitCertificate(cert []byte, n int, batch func(j int) ([]byte, error), send func(*dsnv1.ExportResponse) error) error {
+	part := &dsnv1.CertificatePart{Certificate: cert, Batches: uint32(n), BatchesWithheld: batch == nil}
+	if err := send(&dsnv1.ExportResponse{Item: &dsnv1.ExportResponse_Certificate{Certificate: part}}); err != nil || batch == nil {
+		return err
+	}
+	for j := 0; j < n; j++ {
+		b, err := batch(j)
+		if err != nil {
+			return err
+		}
+		for off := 0; ; off += PartBytes {
+			end := min(off+PartBytes, len(b))
+			if err := send(&dsnv1.ExportResponse{Item: &dsnv1.ExportResponse_Batch{
+				Batch: &dsnv1.BatchPart{Data: b[off:end], Last: end == len(b)}}}); err != nil {
+				return err
+			}
+			if end == len(b) {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// DAGEntry is one certificate of an ExportDAG stream with its batches.
+type DAGEntry struct {
+	Certificate []byte
+	Batches     [][]byte // nil when Withheld
+	Withheld    bool
+}
+
+// DAGReader reads an ExportDAG stream. Not safe for concurrent use.
+type DAGReader struct {
+	r        Receiver
+	maxBatch int
+}
+
+// NewDAGReader reads from r; a batch over maxBatch bytes is an error
+// (0: DefaultMaxBatchBytes).
+func NewDAGReader(r Receiver, maxBatch int) *DAGReader {
+	if maxBatch <= 0 {
+		maxBatch = DefaultMaxBatchBytes
+	}
+	return &DAGReader{r: r, maxBatch: maxBatch}
+}
+
+// Next returns the next certificate with its batches, or a heartbeat.
+func (rd *DAGReader) Next() (*DAGEntry, *dsnv1.Heartbeat, error) {
+	m, err := rd.r.Recv()
+	if err != nil {
+		return nil, nil, err
+	}
+	switch x := m.Item.(type) {
+	case *dsnv1.ExportResponse_Heartbeat:
+		return nil, x.Heartbeat, nil
+	case *dsnv1.ExportResponse_Certificate:
+		c := x.Certificate
+		if len(c.Certificate) == 0 || c.Support {
+			return nil, nil, protoErr("DAG stream: empty or support certificate")
+		}
+		e := &DAGEntry{Certificate: c.Certificate, Withheld: c.BatchesWithheld}
+		if e.Withheld {
+			return e, nil, nil
+		}
+		for range c.Batches {
+			var b []byte
+			for {
+				m, err := rd.r.Recv()
+				if err != nil {
+					return nil, nil, err
+				}
+				p := m.GetBatch()
+				switch {
+				case p == nil:
+					return nil, nil, protoErr("DAG stream: certificate without its %d batches", c.Batches)
+				case len(p.Data) > PartBytes:
+					return nil, nil, protoErr("DAG stream: batch part of %d bytes", len(p.Data))
+				case len(b)+len(p.Data) > rd.maxBatch:
+					return nil, nil, fmt.Errorf("preblock: DAG stream: batch over the limit of %d bytes", rd.maxBatch)
+				}
+				b = append(b, p.Data...)
+				if p.Last {
+					break
+				}
+			}
+			e.Batches = append(e.Batches, b)
+		}
+		return e, nil, nil
+	default:
+		return nil, nil, protoErr("DAG stream: unexpected %T", m.Item)
+	}
+}
+
 // Source is what Split reads a pre-block from: certificates and batches in
 // stream order, loaded one at a time so that the sender holds at most one
 // batch in memory.
@@ -267,25 +363,8 @@ func Split(src Source, send func(*dsnv1.ExportResponse) error) error {
 		if err != nil {
 			return err
 		}
-		if err := send(&dsnv1.ExportResponse{Item: &dsnv1.ExportResponse_Certificate{
-			Certificate: &dsnv1.CertificatePart{Certificate: cert, Batches: uint32(n)}}}); err != nil {
+		if err := SplitCertificate(cert, n, func(j int) ([]byte, error) { return src.Batch(i, j) }, send); err != nil {
 			return err
-		}
-		for j := 0; j < n; j++ {
-			b, err := src.Batch(i, j)
-			if err != nil {
-				return err
-			}
-			for off := 0; ; off += PartBytes {
-				end := min(off+PartBytes, len(b))
-				if err := send(&dsnv1.ExportResponse{Item: &dsnv1.ExportResponse_Batch{
-					Batch: &dsnv1.BatchPart{Data: b[off:end], Last: end == len(b)}}}); err != nil {
-					return err
-				}
-				if end == len(b) {
-					break
-				}
-			}
 		}
 	}
 	for k := 0; k < int(src.Start.Support); k++ {

@@ -41,6 +41,9 @@ type Output struct {
 	Acked []uint64
 	// Committed holds newly committed sub-DAGs, in index order.
 	Committed []*CommittedSubDAG
+	// Accepted holds the certificates accepted into the DAG, in causal
+	// order (what a DAG stream for rollup posters follows).
+	Accepted []*narwhal.Certificate
 	// Trace marks the steps of own batches on their way to the ordering,
 	// for latency anatomy; a runtime may ignore it.
 	Trace []TraceEvent
@@ -76,6 +79,7 @@ func (out *Output) Append(o Output) {
 	out.Messages = append(out.Messages, o.Messages...)
 	out.Acked = append(out.Acked, o.Acked...)
 	out.Committed = append(out.Committed, o.Committed...)
+	out.Accepted = append(out.Accepted, o.Accepted...)
 	out.Trace = append(out.Trace, o.Trace...)
 }
 

@@ -251,6 +251,7 @@ func (r *Replica) fromPrimary(out *Output, po primary.Output) {
 	if len(po.Accepted) == 0 {
 		return
 	}
+	out.Accepted = append(out.Accepted, po.Accepted...)
 	var subdags []*bullshark.CommittedSubDAG
 	for _, c := range po.Accepted {
 		if c.Round() == 0 {

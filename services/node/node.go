@@ -56,6 +56,7 @@ type Node struct {
 	statusMu sync.Mutex
 	status   replica.Status
 	tracer   Tracer // nil: no latency anatomy
+	feed     dagFeed
 }
 
 // Tracer observes where a node's transactions spend their time (latency
@@ -247,6 +248,7 @@ type commitJob struct {
 	acks     []chan error
 	head     uint64 // new last committed index, or 0
 	trace    []replica.TraceEvent
+	accepted []*narwhal.Certificate
 }
 
 // loop is the event loop: the only goroutine touching the replica. It
@@ -303,7 +305,7 @@ func (n *Node) loop(ctx context.Context) error {
 		}
 	}
 	hand := func() error {
-		job := commitJob{writes: out.Writes, messages: out.Messages}
+		job := commitJob{writes: out.Writes, messages: out.Messages, accepted: out.Accepted}
 		if n.tracer != nil {
 			job.trace = out.Trace
 		}
@@ -436,6 +438,7 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 				n.tracer.Stage(ev.Stage, ev.Batches, now)
 			}
 		}
+		n.feed.publish(job.accepted)
 		if job.head > 0 {
 			n.headMu.Lock()
 			n.head = job.head

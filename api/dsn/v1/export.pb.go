@@ -23,6 +23,51 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ExportDAGRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first round to stream (0 and 1: from the start).
+	FromRound     uint64 `protobuf:"varint,1,opt,name=from_round,json=fromRound,proto3" json:"from_round,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportDAGRequest) Reset() {
+	*x = ExportDAGRequest{}
+	mi := &file_dsn_v1_export_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportDAGRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportDAGRequest) ProtoMessage() {}
+
+func (x *ExportDAGRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dsn_v1_export_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportDAGRequest.ProtoReflect.Descriptor instead.
+func (*ExportDAGRequest) Descriptor() ([]byte, []int) {
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ExportDAGRequest) GetFromRound() uint64 {
+	if x != nil {
+		return x.FromRound
+	}
+	return 0
+}
+
 type ExportRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The last index the client already has (0: start at 1).
@@ -33,7 +78,7 @@ type ExportRequest struct {
 
 func (x *ExportRequest) Reset() {
 	*x = ExportRequest{}
-	mi := &file_dsn_v1_export_proto_msgTypes[0]
+	mi := &file_dsn_v1_export_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +90,7 @@ func (x *ExportRequest) String() string {
 func (*ExportRequest) ProtoMessage() {}
 
 func (x *ExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[0]
+	mi := &file_dsn_v1_export_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +103,7 @@ func (x *ExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportRequest.ProtoReflect.Descriptor instead.
 func (*ExportRequest) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{0}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *ExportRequest) GetFrom() uint64 {
@@ -84,7 +129,7 @@ type ExportResponse struct {
 
 func (x *ExportResponse) Reset() {
 	*x = ExportResponse{}
-	mi := &file_dsn_v1_export_proto_msgTypes[1]
+	mi := &file_dsn_v1_export_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -96,7 +141,7 @@ func (x *ExportResponse) String() string {
 func (*ExportResponse) ProtoMessage() {}
 
 func (x *ExportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[1]
+	mi := &file_dsn_v1_export_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -109,7 +154,7 @@ func (x *ExportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportResponse.ProtoReflect.Descriptor instead.
 func (*ExportResponse) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{1}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ExportResponse) GetItem() isExportResponse_Item {
@@ -213,7 +258,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_dsn_v1_export_proto_msgTypes[2]
+	mi := &file_dsn_v1_export_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +270,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[2]
+	mi := &file_dsn_v1_export_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +283,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{2}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Heartbeat) GetHead() uint64 {
@@ -285,7 +330,7 @@ type PreBlockStart struct {
 
 func (x *PreBlockStart) Reset() {
 	*x = PreBlockStart{}
-	mi := &file_dsn_v1_export_proto_msgTypes[3]
+	mi := &file_dsn_v1_export_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +342,7 @@ func (x *PreBlockStart) String() string {
 func (*PreBlockStart) ProtoMessage() {}
 
 func (x *PreBlockStart) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[3]
+	mi := &file_dsn_v1_export_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +355,7 @@ func (x *PreBlockStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreBlockStart.ProtoReflect.Descriptor instead.
 func (*PreBlockStart) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{3}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PreBlockStart) GetIndex() uint64 {
@@ -372,14 +417,17 @@ type CertificatePart struct {
 	Support bool `protobuf:"varint,2,opt,name=support,proto3" json:"support,omitempty"`
 	// The batches (BatchPart sequences) that follow: the header's payload
 	// length; 0 for support certificates.
-	Batches       uint32 `protobuf:"varint,3,opt,name=batches,proto3" json:"batches,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Batches uint32 `protobuf:"varint,3,opt,name=batches,proto3" json:"batches,omitempty"`
+	// ExportDAG only: the certificate comes without its batches (see there);
+	// no BatchPart follows.
+	BatchesWithheld bool `protobuf:"varint,4,opt,name=batches_withheld,json=batchesWithheld,proto3" json:"batches_withheld,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CertificatePart) Reset() {
 	*x = CertificatePart{}
-	mi := &file_dsn_v1_export_proto_msgTypes[4]
+	mi := &file_dsn_v1_export_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +439,7 @@ func (x *CertificatePart) String() string {
 func (*CertificatePart) ProtoMessage() {}
 
 func (x *CertificatePart) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[4]
+	mi := &file_dsn_v1_export_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +452,7 @@ func (x *CertificatePart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificatePart.ProtoReflect.Descriptor instead.
 func (*CertificatePart) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{4}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CertificatePart) GetCertificate() []byte {
@@ -428,6 +476,13 @@ func (x *CertificatePart) GetBatches() uint32 {
 	return 0
 }
 
+func (x *CertificatePart) GetBatchesWithheld() bool {
+	if x != nil {
+		return x.BatchesWithheld
+	}
+	return false
+}
+
 // BatchPart is a piece of one batch's canonical encoding; the batches of a
 // certificate follow it in header payload order.
 type BatchPart struct {
@@ -440,7 +495,7 @@ type BatchPart struct {
 
 func (x *BatchPart) Reset() {
 	*x = BatchPart{}
-	mi := &file_dsn_v1_export_proto_msgTypes[5]
+	mi := &file_dsn_v1_export_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +507,7 @@ func (x *BatchPart) String() string {
 func (*BatchPart) ProtoMessage() {}
 
 func (x *BatchPart) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[5]
+	mi := &file_dsn_v1_export_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +520,7 @@ func (x *BatchPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchPart.ProtoReflect.Descriptor instead.
 func (*BatchPart) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{5}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BatchPart) GetData() []byte {
@@ -492,7 +547,7 @@ type PreBlockEnd struct {
 
 func (x *PreBlockEnd) Reset() {
 	*x = PreBlockEnd{}
-	mi := &file_dsn_v1_export_proto_msgTypes[6]
+	mi := &file_dsn_v1_export_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +559,7 @@ func (x *PreBlockEnd) String() string {
 func (*PreBlockEnd) ProtoMessage() {}
 
 func (x *PreBlockEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[6]
+	mi := &file_dsn_v1_export_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +572,7 @@ func (x *PreBlockEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreBlockEnd.ProtoReflect.Descriptor instead.
 func (*PreBlockEnd) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{6}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PreBlockEnd) GetIndex() uint64 {
@@ -544,7 +599,7 @@ type PreBlock struct {
 
 func (x *PreBlock) Reset() {
 	*x = PreBlock{}
-	mi := &file_dsn_v1_export_proto_msgTypes[7]
+	mi := &file_dsn_v1_export_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +611,7 @@ func (x *PreBlock) String() string {
 func (*PreBlock) ProtoMessage() {}
 
 func (x *PreBlock) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[7]
+	mi := &file_dsn_v1_export_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +624,7 @@ func (x *PreBlock) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreBlock.ProtoReflect.Descriptor instead.
 func (*PreBlock) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{7}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PreBlock) GetIndex() uint64 {
@@ -624,7 +679,7 @@ type CertificateBatches struct {
 
 func (x *CertificateBatches) Reset() {
 	*x = CertificateBatches{}
-	mi := &file_dsn_v1_export_proto_msgTypes[8]
+	mi := &file_dsn_v1_export_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +691,7 @@ func (x *CertificateBatches) String() string {
 func (*CertificateBatches) ProtoMessage() {}
 
 func (x *CertificateBatches) ProtoReflect() protoreflect.Message {
-	mi := &file_dsn_v1_export_proto_msgTypes[8]
+	mi := &file_dsn_v1_export_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +704,7 @@ func (x *CertificateBatches) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertificateBatches.ProtoReflect.Descriptor instead.
 func (*CertificateBatches) Descriptor() ([]byte, []int) {
-	return file_dsn_v1_export_proto_rawDescGZIP(), []int{8}
+	return file_dsn_v1_export_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CertificateBatches) GetBatches() [][]byte {
@@ -663,7 +718,10 @@ var File_dsn_v1_export_proto protoreflect.FileDescriptor
 
 const file_dsn_v1_export_proto_rawDesc = "" +
 	"\n" +
-	"\x13dsn/v1/export.proto\x12\x06dsn.v1\"#\n" +
+	"\x13dsn/v1/export.proto\x12\x06dsn.v1\"1\n" +
+	"\x10ExportDAGRequest\x12\x1d\n" +
+	"\n" +
+	"from_round\x18\x01 \x01(\x04R\tfromRound\"#\n" +
 	"\rExportRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\"\x91\x02\n" +
 	"\x0eExportResponse\x121\n" +
@@ -687,11 +745,12 @@ const file_dsn_v1_export_proto_rawDesc = "" +
 	"\asupport\x18\x05 \x01(\rR\asupport\x12\x18\n" +
 	"\abatches\x18\x06 \x01(\rR\abatches\x12\x1f\n" +
 	"\vbatch_bytes\x18\a \x01(\x04R\n" +
-	"batchBytes\"g\n" +
+	"batchBytes\"\x92\x01\n" +
 	"\x0fCertificatePart\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x18\n" +
 	"\asupport\x18\x02 \x01(\bR\asupport\x12\x18\n" +
-	"\abatches\x18\x03 \x01(\rR\abatches\"3\n" +
+	"\abatches\x18\x03 \x01(\rR\abatches\x12)\n" +
+	"\x10batches_withheld\x18\x04 \x01(\bR\x0fbatchesWithheld\"3\n" +
 	"\tBatchPart\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
 	"\x04last\x18\x02 \x01(\bR\x04last\"#\n" +
@@ -705,9 +764,10 @@ const file_dsn_v1_export_proto_rawDesc = "" +
 	"\abatches\x18\x05 \x03(\v2\x1a.dsn.v1.CertificateBatchesR\abatches\x12\x18\n" +
 	"\asupport\x18\x06 \x03(\fR\asupport\".\n" +
 	"\x12CertificateBatches\x12\x18\n" +
-	"\abatches\x18\x01 \x03(\fR\abatches2C\n" +
+	"\abatches\x18\x01 \x03(\fR\abatches2\x84\x01\n" +
 	"\x06Export\x129\n" +
-	"\x06Export\x12\x15.dsn.v1.ExportRequest\x1a\x16.dsn.v1.ExportResponse0\x01B+Z)github.com/tezos-dsn/dsn/api/dsn/v1;dsnv1b\x06proto3"
+	"\x06Export\x12\x15.dsn.v1.ExportRequest\x1a\x16.dsn.v1.ExportResponse0\x01\x12?\n" +
+	"\tExportDAG\x12\x18.dsn.v1.ExportDAGRequest\x1a\x16.dsn.v1.ExportResponse0\x01B+Z)github.com/tezos-dsn/dsn/api/dsn/v1;dsnv1b\x06proto3"
 
 var (
 	file_dsn_v1_export_proto_rawDescOnce sync.Once
@@ -721,29 +781,32 @@ func file_dsn_v1_export_proto_rawDescGZIP() []byte {
 	return file_dsn_v1_export_proto_rawDescData
 }
 
-var file_dsn_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_dsn_v1_export_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_dsn_v1_export_proto_goTypes = []any{
-	(*ExportRequest)(nil),      // 0: dsn.v1.ExportRequest
-	(*ExportResponse)(nil),     // 1: dsn.v1.ExportResponse
-	(*Heartbeat)(nil),          // 2: dsn.v1.Heartbeat
-	(*PreBlockStart)(nil),      // 3: dsn.v1.PreBlockStart
-	(*CertificatePart)(nil),    // 4: dsn.v1.CertificatePart
-	(*BatchPart)(nil),          // 5: dsn.v1.BatchPart
-	(*PreBlockEnd)(nil),        // 6: dsn.v1.PreBlockEnd
-	(*PreBlock)(nil),           // 7: dsn.v1.PreBlock
-	(*CertificateBatches)(nil), // 8: dsn.v1.CertificateBatches
+	(*ExportDAGRequest)(nil),   // 0: dsn.v1.ExportDAGRequest
+	(*ExportRequest)(nil),      // 1: dsn.v1.ExportRequest
+	(*ExportResponse)(nil),     // 2: dsn.v1.ExportResponse
+	(*Heartbeat)(nil),          // 3: dsn.v1.Heartbeat
+	(*PreBlockStart)(nil),      // 4: dsn.v1.PreBlockStart
+	(*CertificatePart)(nil),    // 5: dsn.v1.CertificatePart
+	(*BatchPart)(nil),          // 6: dsn.v1.BatchPart
+	(*PreBlockEnd)(nil),        // 7: dsn.v1.PreBlockEnd
+	(*PreBlock)(nil),           // 8: dsn.v1.PreBlock
+	(*CertificateBatches)(nil), // 9: dsn.v1.CertificateBatches
 }
 var file_dsn_v1_export_proto_depIdxs = []int32{
-	2, // 0: dsn.v1.ExportResponse.heartbeat:type_name -> dsn.v1.Heartbeat
-	3, // 1: dsn.v1.ExportResponse.start:type_name -> dsn.v1.PreBlockStart
-	4, // 2: dsn.v1.ExportResponse.certificate:type_name -> dsn.v1.CertificatePart
-	5, // 3: dsn.v1.ExportResponse.batch:type_name -> dsn.v1.BatchPart
-	6, // 4: dsn.v1.ExportResponse.end:type_name -> dsn.v1.PreBlockEnd
-	8, // 5: dsn.v1.PreBlock.batches:type_name -> dsn.v1.CertificateBatches
-	0, // 6: dsn.v1.Export.Export:input_type -> dsn.v1.ExportRequest
-	1, // 7: dsn.v1.Export.Export:output_type -> dsn.v1.ExportResponse
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
+	3, // 0: dsn.v1.ExportResponse.heartbeat:type_name -> dsn.v1.Heartbeat
+	4, // 1: dsn.v1.ExportResponse.start:type_name -> dsn.v1.PreBlockStart
+	5, // 2: dsn.v1.ExportResponse.certificate:type_name -> dsn.v1.CertificatePart
+	6, // 3: dsn.v1.ExportResponse.batch:type_name -> dsn.v1.BatchPart
+	7, // 4: dsn.v1.ExportResponse.end:type_name -> dsn.v1.PreBlockEnd
+	9, // 5: dsn.v1.PreBlock.batches:type_name -> dsn.v1.CertificateBatches
+	1, // 6: dsn.v1.Export.Export:input_type -> dsn.v1.ExportRequest
+	0, // 7: dsn.v1.Export.ExportDAG:input_type -> dsn.v1.ExportDAGRequest
+	2, // 8: dsn.v1.Export.Export:output_type -> dsn.v1.ExportResponse
+	2, // 9: dsn.v1.Export.ExportDAG:output_type -> dsn.v1.ExportResponse
+	8, // [8:10] is the sub-list for method output_type
+	6, // [6:8] is the sub-list for method input_type
 	6, // [6:6] is the sub-list for extension type_name
 	6, // [6:6] is the sub-list for extension extendee
 	0, // [0:6] is the sub-list for field type_name
@@ -754,7 +817,7 @@ func file_dsn_v1_export_proto_init() {
 	if File_dsn_v1_export_proto != nil {
 		return
 	}
-	file_dsn_v1_export_proto_msgTypes[1].OneofWrappers = []any{
+	file_dsn_v1_export_proto_msgTypes[2].OneofWrappers = []any{
 		(*ExportResponse_Heartbeat)(nil),
 		(*ExportResponse_Start)(nil),
 		(*ExportResponse_Certificate)(nil),
@@ -767,7 +830,7 @@ func file_dsn_v1_export_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dsn_v1_export_proto_rawDesc), len(file_dsn_v1_export_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,7 +21,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Export_Export_FullMethodName = "/dsn.v1.Export/Export"
+	Export_Export_FullMethodName    = "/dsn.v1.Export/Export"
+	Export_ExportDAG_FullMethodName = "/dsn.v1.Export/ExportDAG"
 )
 
 // ExportClient is the client API for Export service.
@@ -50,6 +51,18 @@ type ExportClient interface {
 	// A node serves a bounded number of streams at once; beyond it a new call
 	// gets RESOURCE_EXHAUSTED.
 	Export(ctx context.Context, in *ExportRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportResponse], error)
+	// ExportDAG streams this node's certified DAG for rollup posters: every
+	// certificate it accepted from round `from_round` on, in causal order
+	// (stored rounds first, then live in acceptance order), each as a
+	// CertificatePart followed by its batches as BatchPart sequences — the
+	// rollup kernel re-runs Bullshark on it, so it needs uncommitted
+	// certificates too, not only Export's committed sub-DAGs. A certificate
+	// waits for its batches; one still without them once it is at or below
+	// the node's GC horizon and never committed (its batches may never
+	// arrive, and nothing will ever need them) comes with batches_withheld
+	// set and no BatchPart. Only certificates and heartbeats are sent.
+	// internal/preblock's DAGReader reassembles the stream.
+	ExportDAG(ctx context.Context, in *ExportDAGRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportResponse], error)
 }
 
 type exportClient struct {
@@ -79,6 +92,25 @@ func (c *exportClient) Export(ctx context.Context, in *ExportRequest, opts ...gr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Export_ExportClient = grpc.ServerStreamingClient[ExportResponse]
 
+func (c *exportClient) ExportDAG(ctx context.Context, in *ExportDAGRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Export_ServiceDesc.Streams[1], Export_ExportDAG_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportDAGRequest, ExportResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Export_ExportDAGClient = grpc.ServerStreamingClient[ExportResponse]
+
 // ExportServer is the server API for Export service.
 // All implementations must embed UnimplementedExportServer
 // for forward compatibility.
@@ -105,6 +137,18 @@ type ExportServer interface {
 	// A node serves a bounded number of streams at once; beyond it a new call
 	// gets RESOURCE_EXHAUSTED.
 	Export(*ExportRequest, grpc.ServerStreamingServer[ExportResponse]) error
+	// ExportDAG streams this node's certified DAG for rollup posters: every
+	// certificate it accepted from round `from_round` on, in causal order
+	// (stored rounds first, then live in acceptance order), each as a
+	// CertificatePart followed by its batches as BatchPart sequences — the
+	// rollup kernel re-runs Bullshark on it, so it needs uncommitted
+	// certificates too, not only Export's committed sub-DAGs. A certificate
+	// waits for its batches; one still without them once it is at or below
+	// the node's GC horizon and never committed (its batches may never
+	// arrive, and nothing will ever need them) comes with batches_withheld
+	// set and no BatchPart. Only certificates and heartbeats are sent.
+	// internal/preblock's DAGReader reassembles the stream.
+	ExportDAG(*ExportDAGRequest, grpc.ServerStreamingServer[ExportResponse]) error
 	mustEmbedUnimplementedExportServer()
 }
 
@@ -117,6 +161,9 @@ type UnimplementedExportServer struct{}
 
 func (UnimplementedExportServer) Export(*ExportRequest, grpc.ServerStreamingServer[ExportResponse]) error {
 	return status.Error(codes.Unimplemented, "method Export not implemented")
+}
+func (UnimplementedExportServer) ExportDAG(*ExportDAGRequest, grpc.ServerStreamingServer[ExportResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportDAG not implemented")
 }
 func (UnimplementedExportServer) mustEmbedUnimplementedExportServer() {}
 func (UnimplementedExportServer) testEmbeddedByValue()                {}
@@ -150,6 +197,17 @@ func _Export_Export_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Export_ExportServer = grpc.ServerStreamingServer[ExportResponse]
 
+func _Export_ExportDAG_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportDAGRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ExportServer).ExportDAG(m, &grpc.GenericServerStream[ExportDAGRequest, ExportResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Export_ExportDAGServer = grpc.ServerStreamingServer[ExportResponse]
+
 // Export_ServiceDesc is the grpc.ServiceDesc for Export service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -161,6 +219,11 @@ var Export_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Export",
 			Handler:       _Export_Export_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ExportDAG",
+			Handler:       _Export_ExportDAG_Handler,
 			ServerStreams: true,
 		},
 	},
