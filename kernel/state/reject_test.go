@@ -228,3 +228,55 @@ func fuzzCommittee(t *testing.T) *narwhal.Committee {
 	}
 	return c
 }
+
+// A poster that sends a committed certificate without its batches (as a
+// node's DAG stream may for certificates it believes will never be
+// committed, or as an attacker may) delays the rollup at that block, and
+// changes nothing: once any submission carries the batches, every block is
+// written exactly as the nodes exported it.
+func TestWithheldBatchesDelayButNeverChange(t *testing.T) {
+	run := sharedRun(t)
+	// A certificate with batches, committed in a pre-block past the first few.
+	var target narwhal.Digest
+	var block uint64
+	for _, pb := range run.export[3:] {
+		for i, raw := range pb.Certificates {
+			if len(pb.Batches[i].Batches) > 0 {
+				c, _ := narwhal.DecodeCertificate(raw)
+				target, block = c.Digest(), pb.Index
+				break
+			}
+		}
+		if block != 0 {
+			break
+		}
+	}
+	if block == 0 {
+		t.Fatal("no committed certificate with batches")
+	}
+	dag := make([]state.Entry, len(run.dag))
+	var honest state.Entry
+	for i, e := range run.dag {
+		dag[i] = e
+		if e.Certificate.Digest() == target {
+			honest = e
+			dag[i] = state.Entry{Certificate: e.Certificate, Withheld: true}
+		}
+	}
+	st := setup(t, run)
+	feed(t, st, messages(t, dag, 28), 1<<20)
+	m, err := state.Load(st, rollup, state.Digests{}, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Head() != block-1 {
+		t.Fatalf("head %d; want it held at %d, before the block with the withheld certificate", m.Head(), block-1)
+	}
+	// The batches arrive with any later copy of the certificate.
+	feed(t, st, messages(t, []state.Entry{honest}, 1), 1)
+	head := checkAgainstExport(t, st, run.export)
+	if head < block+5 {
+		t.Fatalf("head %d after the batches came; want well past %d", head, block)
+	}
+	t.Logf("withheld certificate held the rollup at block %d; once its batches came, %d blocks equal the nodes' Export", block-1, head)
+}

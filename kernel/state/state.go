@@ -22,7 +22,8 @@
 //	bullshark      Bullshark state (watermarks, last index)
 //	dag/<round>    the certificates of a round above the GC horizon: (u32 length ‖ canonical certificate)…
 //	dag_min, dag_max   u64: rounds stored
-//	batch/<certificate digest>/<i>   the i-th batch of a certificate not yet committed
+//	batch/<certificate digest>/<i>   the i-th batch of a certificate whose block is not written yet
+//	pending/<n>, need/<digest>   committed sub-DAGs waiting for withheld batches, and the certificates they need
 //	blocks/<n>     block n: index u64 ‖ leader digest ‖ commit timestamp u64 ‖ count u32 ‖ transaction digests (BLAKE2b-256)
 //	head           u64: the last block
 //	ordering_hash  BLAKE2b-256(previous hash ‖ block n record), chained from 32 zero bytes
@@ -237,7 +238,7 @@ func (m *Machine) Input(level uint32, msg []byte) {
 // certificate is rejected whole; certificates Bullshark refuses (a missing
 // parent, an equivocation) are skipped one by one with a debug line.
 func (m *Machine) Submit(entries []Entry) error {
-	var fresh []Entry
+	var fresh, fills []Entry
 	seen := map[narwhal.Digest]bool{}
 	for i, e := range entries {
 		c := e.Certificate
@@ -247,7 +248,10 @@ func (m *Machine) Submit(entries []Entry) error {
 		if c.Round() == 0 {
 			continue // genesis is implicit
 		}
-		if len(e.Batches) != len(c.Header.Payload) {
+		if e.Withheld && len(e.Batches) > 0 {
+			return fmt.Errorf("certificate %s: withheld with %d batches", c.Digest().Short(), len(e.Batches))
+		}
+		if !e.Withheld && len(e.Batches) != len(c.Header.Payload) {
 			return fmt.Errorf("certificate %s: %d batches for %d digests", c.Digest().Short(), len(e.Batches), len(c.Header.Payload))
 		}
 		for j, b := range e.Batches {
@@ -256,6 +260,9 @@ func (m *Machine) Submit(entries []Entry) error {
 			}
 		}
 		d := c.Digest()
+		if !e.Withheld {
+			fills = append(fills, e)
+		}
 		if seen[d] || c.Round() <= m.b.GCRound() || m.known(c) {
 			continue
 		}
@@ -280,6 +287,10 @@ func (m *Machine) Submit(entries []Entry) error {
 	if err := m.verifier.CheckCertificates(tips); err != nil {
 		return err
 	}
+	// The submission stands: its batches may complete blocks that wait.
+	for _, e := range fills {
+		m.fill(e.Certificate.Digest(), e.Batches)
+	}
 	slices.SortStableFunc(fresh, func(a, b Entry) int {
 		if a.Certificate.Round() != b.Certificate.Round() {
 			if a.Certificate.Round() < b.Certificate.Round() {
@@ -303,9 +314,26 @@ func (m *Machine) Submit(entries []Entry) error {
 	if progress {
 		m.wake()
 	}
+	m.drain()
 	m.st.Put("bullshark", m.b.State().Encode())
 	m.gc()
 	return nil
+}
+
+func needKey(d narwhal.Digest) string { return "need/" + hex.EncodeToString(d[:]) }
+
+// fill stores the batches of a certificate that a committed, unwritten
+// block needs (its header's digest binds the payload, and each batch was
+// checked against it), whatever the GC horizon.
+func (m *Machine) fill(d narwhal.Digest, batches []*narwhal.Batch) {
+	if _, ok := m.st.Get(needKey(d)); !ok {
+		return
+	}
+	for j, b := range batches {
+		if _, ok := m.st.Get(batchKey(d, j)); !ok {
+			m.st.Put(batchKey(d, j), b.Encode())
+		}
+	}
 }
 
 // process runs one authenticated certificate through Bullshark, keeps it,
@@ -414,7 +442,7 @@ func batchKey(cert narwhal.Digest, i int) string {
 func (m *Machine) store(e Entry) {
 	c := e.Certificate
 	d := c.Digest()
-	for i, b := range e.Batches {
+	for i, b := range e.Batches { // none if withheld
 		m.st.Put(batchKey(d, i), b.Encode())
 	}
 	k := "dag/" + strconv.FormatUint(c.Round(), 10)
@@ -430,38 +458,90 @@ func (m *Machine) store(e Entry) {
 	}
 }
 
-// commit writes block s, hands its transactions to the application and
-// drops its batches.
+// commit queues sub-DAG s for writing as a block (pending/<index>: index,
+// leader, commit timestamp, and each certificate's digest and batch count)
+// and marks each certificate's batches as needed (need/<digest>), then
+// writes what can be written. Blocks are written in order, each once all
+// its batches are stored: one whose certificate came withheld waits for a
+// later submission that carries them (a poster that withholds can delay
+// the rollup, never change it).
 func (m *Machine) commit(s *bullshark.CommittedSubDAG) {
 	rec := binary.BigEndian.AppendUint64(nil, s.Index)
 	leader := s.Leader.Digest()
 	rec = append(rec, leader[:]...)
 	rec = binary.BigEndian.AppendUint64(rec, s.CommitTimestamp)
-	var txs [][]byte
+	rec = binary.BigEndian.AppendUint32(rec, uint32(len(s.Certificates)))
 	for _, c := range s.Certificates {
 		d := c.Digest()
-		for i := range c.Header.Payload {
-			raw, ok := m.st.Get(batchKey(d, i))
-			if !ok {
-				// Every accepted certificate was stored with all its batches.
-				panic(fmt.Sprintf("state: batch %d of committed certificate %s is not stored", i, d.Short()))
-			}
-			b, err := narwhal.DecodeBatch(raw)
-			if err != nil {
-				panic(fmt.Sprintf("state: stored batch does not decode: %v", err))
-			}
-			txs = append(txs, b.Transactions...)
-			m.st.Delete(batchKey(d, i))
-		}
+		rec = append(rec, d[:]...)
+		rec = binary.BigEndian.AppendUint32(rec, uint32(len(c.Header.Payload)))
+		m.st.Put(needKey(d), nil)
 	}
+	m.st.Put("pending/"+strconv.FormatUint(s.Index, 10), rec)
+	m.drain()
+}
+
+// drain writes the pending blocks after the head whose batches are all
+// stored, in order.
+func (m *Machine) drain() {
+	for {
+		next := u64(m.st, "head") + 1
+		raw, ok := m.st.Get("pending/" + strconv.FormatUint(next, 10))
+		if !ok {
+			return
+		}
+		if len(raw) < 52 {
+			panic(fmt.Sprintf("state: pending block %d does not decode", next)) // written by commit
+		}
+		n := binary.BigEndian.Uint32(raw[48:])
+		type cert struct {
+			d     narwhal.Digest
+			count int
+		}
+		var certs []cert
+		for k := range int(n) {
+			off := 52 + 36*k
+			certs = append(certs, cert{d: narwhal.Digest(raw[off : off+32]), count: int(binary.BigEndian.Uint32(raw[off+32:]))})
+		}
+		for _, c := range certs {
+			for j := range c.count {
+				if _, ok := m.st.Get(batchKey(c.d, j)); !ok {
+					return // a withheld certificate's batches have not come yet
+				}
+			}
+		}
+		var txs [][]byte
+		for _, c := range certs {
+			for j := range c.count {
+				b, _ := m.st.Get(batchKey(c.d, j))
+				batch, err := narwhal.DecodeBatch(b)
+				if err != nil {
+					panic(fmt.Sprintf("state: stored batch does not decode: %v", err)) // checked when stored
+				}
+				txs = append(txs, batch.Transactions...)
+				m.st.Delete(batchKey(c.d, j))
+			}
+			m.st.Delete(needKey(c.d))
+		}
+		m.writeBlock(raw[:48], txs)
+		m.st.Delete("pending/" + strconv.FormatUint(next, 10))
+	}
+}
+
+// writeBlock writes a block (its index, leader and commit timestamp, then
+// its transactions' digests), hands the transactions to the application,
+// and moves the head and the ordering hash.
+func (m *Machine) writeBlock(head []byte, txs [][]byte) {
+	index := binary.BigEndian.Uint64(head)
+	rec := append([]byte(nil), head...)
 	rec = binary.BigEndian.AppendUint32(rec, uint32(len(txs)))
 	for _, tx := range txs {
 		td := blake2b.Sum256(tx)
 		rec = append(rec, td[:]...)
 	}
-	m.app.ApplyBlock(prefixed{m.st, "app/"}, s.Index, txs)
-	m.st.Put("blocks/"+strconv.FormatUint(s.Index, 10), rec)
-	putU64(m.st, "head", s.Index)
+	m.app.ApplyBlock(prefixed{m.st, "app/"}, index, txs)
+	m.st.Put("blocks/"+strconv.FormatUint(index, 10), rec)
+	putU64(m.st, "head", index)
 	prev, ok := m.st.Get("ordering_hash")
 	if !ok {
 		prev = make([]byte, 32)
@@ -485,6 +565,9 @@ func (m *Machine) gc() {
 			panic(err.Error()) // written by store: a bug
 		}
 		for _, c := range certs {
+			if _, needed := m.st.Get(needKey(c.Digest())); needed {
+				continue // committed: its block is written once its batches come
+			}
 			for i := range c.Header.Payload {
 				m.st.Delete(batchKey(c.Digest(), i))
 			}

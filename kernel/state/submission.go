@@ -12,11 +12,16 @@ import (
 const SubmissionVersion byte = 1
 
 // Entry is one certificate of a submission with the batches its header
-// names, in payload order.
+// names, in payload order — or, Withheld, without them (a certificate the
+// node streamed without batches: below its GC horizon, never committed).
 type Entry struct {
 	Certificate *narwhal.Certificate
 	Batches     []*narwhal.Batch
+	Withheld    bool
 }
+
+// withheldCount is the batch count that marks a withheld entry.
+const withheldCount = ^uint32(0)
 
 // ErrSubmission reports a payload that is not a well-formed submission.
 var ErrSubmission = errors.New("state: malformed submission")
@@ -27,7 +32,8 @@ const maxEntries = 1 << 16
 // EncodeSubmission returns the payload a sequencer splits into chunks
 // (internal/da): version ‖ count u32 ‖ for each entry: certificate (u32
 // length ‖ canonical bytes) ‖ batch count u32 ‖ batches (u32 length ‖
-// canonical bytes). Entries should come in causal order (by round).
+// canonical bytes); a batch count of 2^32-1 marks a withheld entry, with
+// no batches. Entries should come in causal order (by round).
 func EncodeSubmission(entries []Entry) []byte {
 	out := []byte{SubmissionVersion}
 	out = binary.BigEndian.AppendUint32(out, uint32(len(entries)))
@@ -35,6 +41,10 @@ func EncodeSubmission(entries []Entry) []byte {
 		c := e.Certificate.Encode()
 		out = binary.BigEndian.AppendUint32(out, uint32(len(c)))
 		out = append(out, c...)
+		if e.Withheld {
+			out = binary.BigEndian.AppendUint32(out, withheldCount)
+			continue
+		}
 		out = binary.BigEndian.AppendUint32(out, uint32(len(e.Batches)))
 		for _, b := range e.Batches {
 			raw := b.Encode()
@@ -84,6 +94,10 @@ func DecodeSubmission(b []byte) ([]Entry, error) {
 		}
 		k := binary.BigEndian.Uint32(b)
 		b = b[4:]
+		if k == withheldCount {
+			entries = append(entries, Entry{Certificate: c, Withheld: true})
+			continue
+		}
 		if k > narwhal.MaxHeaderPayload || uint64(k)*4 > uint64(len(b)) {
 			return nil, fmt.Errorf("%w: %d batches", ErrSubmission, k)
 		}
