@@ -90,6 +90,7 @@ COMPOSE := docker-compose -p $(LAB_PROJECT) -f compose/docker-compose.yml
 
 image: build ## Build the dsn:lab image (FROM scratch + the static binary; nothing is pulled)
 	docker build -q -t dsn:lab -f lab/Dockerfile bin/ >/dev/null && echo "built dsn:lab"
+	@docker image prune -f --filter label=dsn.image=1 >/dev/null  # earlier builds, untagged now (ours only)
 
 lab-render: ## Render MANIFEST into compose/docker-compose.yml and compose/config/
 	$(GO) run ./cmd/dsn lab render --manifest $(MANIFEST) --out compose
