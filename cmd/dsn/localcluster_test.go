@@ -17,6 +17,7 @@ import (
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/internal/dsnclient"
 	"github.com/tezos-dsn/dsn/internal/load"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/preblock"
@@ -187,17 +188,8 @@ func seqs(from, n uint64) map[uint64]bool {
 
 func samePrefix(t *testing.T, a, b []*dsnv1.PreBlock, what string) {
 	t.Helper()
-	for k := 0; k < min(len(a), len(b)); k++ {
-		if a[k].Index != b[k].Index || string(a[k].Leader) != string(b[k].Leader) || len(a[k].Certificates) != len(b[k].Certificates) {
-			t.Fatalf("%s: pre-block %d differs", what, k+1)
-		}
-		for j := range a[k].Certificates {
-			ca, _ := narwhal.DecodeCertificate(a[k].Certificates[j])
-			cb, _ := narwhal.DecodeCertificate(b[k].Certificates[j])
-			if ca.Digest() != cb.Digest() {
-				t.Fatalf("%s: pre-block %d certificate %d differs", what, k+1, j)
-			}
-		}
+	if err := dsnclient.SamePrefix(a, b); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 

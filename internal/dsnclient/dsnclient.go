@@ -113,6 +113,17 @@ func SameOrdering(a, b *dsnv1.PreBlock) error {
 	return nil
 }
 
+// SamePrefix reports the first pre-block two nodes' sequences disagree on
+// (SameOrdering), over the length of the shorter one.
+func SamePrefix(a, b []*dsnv1.PreBlock) error {
+	for k := range min(len(a), len(b)) {
+		if err := SameOrdering(a[k], b[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Transactions counts each transaction of the pre-blocks, checking that
 // every batch matches its certificate's digest.
 func Transactions(pbs []*dsnv1.PreBlock) (map[string]int, error) {

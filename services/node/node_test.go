@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -9,10 +8,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/internal/dsnclient"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/services/node/nodetest"
 )
@@ -30,32 +29,9 @@ func makeTxs(prefix string, n, size int) [][]byte {
 // orderedTxs decodes the transactions of pre-blocks, counting each.
 func orderedTxs(t *testing.T, pbs []*dsnv1.PreBlock) map[string]int {
 	t.Helper()
-	seen := map[string]int{}
-	for _, pb := range pbs {
-		if len(pb.Batches) != len(pb.Certificates) {
-			t.Fatalf("pre-block %d: %d batch lists for %d certificates", pb.Index, len(pb.Batches), len(pb.Certificates))
-		}
-		for i, raw := range pb.Certificates {
-			c, err := narwhal.DecodeCertificate(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(pb.Batches[i].Batches) != len(c.Header.Payload) {
-				t.Fatalf("pre-block %d certificate %d: %d batches for %d digests", pb.Index, i, len(pb.Batches[i].Batches), len(c.Header.Payload))
-			}
-			for j, rb := range pb.Batches[i].Batches {
-				b, err := narwhal.DecodeBatch(rb)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if b.Digest() != c.Header.Payload[j] {
-					t.Fatalf("pre-block %d: batch does not match its digest", pb.Index)
-				}
-				for _, tx := range b.Transactions {
-					seen[string(tx)]++
-				}
-			}
-		}
+	seen, err := dsnclient.Transactions(pbs)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return seen
 }
@@ -316,17 +292,8 @@ func TestRestartedNodesExportTheSameCompleteSequence(t *testing.T) {
 		}
 		// Identical content: index, leader, certificate digests, batches
 		// (signer sets and support may differ between nodes).
-		for k := range min(len(ref), len(pbs)) {
-			a, b := ref[k], pbs[k]
-			same := a.Index == b.Index && bytes.Equal(a.Leader, b.Leader) && len(a.Certificates) == len(b.Certificates)
-			for j := 0; same && j < len(a.Certificates); j++ {
-				ca, _ := narwhal.DecodeCertificate(a.Certificates[j])
-				cb, _ := narwhal.DecodeCertificate(b.Certificates[j])
-				same = ca.Digest() == cb.Digest() && proto.Equal(a.Batches[j], b.Batches[j])
-			}
-			if !same {
-				t.Fatalf("node %d exports a different pre-block %d than node 0", i, k+1)
-			}
+		if err := dsnclient.SamePrefix(ref, pbs); err != nil {
+			t.Fatalf("node %d vs node 0: %v", i, err)
 		}
 	}
 	below := cl.Node(5).Status().FetchedBelowGC + cl.Node(6).Status().FetchedBelowGC
