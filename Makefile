@@ -88,14 +88,15 @@ MANIFEST ?= lab/manifests/default.toml
 LAB_PROJECT ?= dsn-lab
 COMPOSE := docker-compose -p $(LAB_PROJECT) -f compose/docker-compose.yml
 
-image: build ## Build the dsn:lab image (FROM scratch + the static binary; nothing is pulled)
+image: build ## Build the dsn:lab image (FROM scratch + the static binary and the DSN kernel; nothing is pulled)
+	$(BIN) kernel build --pkg ./kernel/dsn --out bin/dsn.wasm
 	docker build -q -t dsn:lab -f lab/Dockerfile bin/ >/dev/null && echo "built dsn:lab"
 	@docker image prune -f --filter label=dsn.image=1 >/dev/null  # earlier builds, untagged now (ours only)
 
 lab-render: ## Render MANIFEST into compose/docker-compose.yml and compose/config/
 	$(GO) run ./cmd/dsn lab render --manifest $(MANIFEST) --out compose
 
-lab-up: image lab-render ## Start the lab (7 nodes and a sequencer), wait until healthy, print endpoints and state
+lab-up: image lab-render ## Start the lab (7 nodes, sequencer, rollup node, L1 sandbox), wait until healthy, print endpoints and state
 	$(COMPOSE) up -d
 	@for i in $$(seq 1 60); do $(BIN) lab status --manifest $(MANIFEST) >/dev/null 2>&1 && break; sleep 1; done
 	@$(BIN) lab status --manifest $(MANIFEST)

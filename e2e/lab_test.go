@@ -7,10 +7,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +23,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"golang.org/x/crypto/blake2b"
+
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/kernel/state"
 	"github.com/tezos-dsn/dsn/lab"
 )
 
@@ -30,8 +39,8 @@ type Lab struct {
 	m       *lab.Manifest
 }
 
-// image builds dsn:e2e from this checkout: the static binary, then the
-// FROM-scratch image (nothing is pulled).
+// image builds dsn:e2e from this checkout: the static binary and the DSN
+// kernel, then the FROM-scratch image (nothing is pulled).
 func image(t *testing.T) string {
 	t.Helper()
 	bin := t.TempDir()
@@ -39,6 +48,11 @@ func image(t *testing.T) string {
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build dsn: %v\n%s", err, out)
+	}
+	kernel := exec.Command(filepath.Join(bin, "dsn"), "kernel", "build", "--pkg", "./kernel/dsn", "--out", filepath.Join(bin, "dsn.wasm"))
+	kernel.Dir = ".."
+	if out, err := kernel.CombinedOutput(); err != nil {
+		t.Fatalf("build the DSN kernel: %v\n%s", err, out)
 	}
 	const tag = "dsn:e2e"
 	if out, err := exec.Command("docker", "build", "-q", "-t", tag, "-f", "../lab/Dockerfile", bin).CombinedOutput(); err != nil {
@@ -96,6 +110,12 @@ func (l *Lab) addr(n, port int) string {
 	if n > 0 {
 		service = lab.Service(n)
 	}
+	return l.serviceAddr(service, port)
+}
+
+// serviceAddr returns the host address of a service's container port.
+func (l *Lab) serviceAddr(service string, port int) string {
+	l.t.Helper()
 	out, err := l.compose("port", service, fmt.Sprint(port))
 	if err != nil {
 		l.t.Fatalf("port of %s: %v\n%s", service, err, out)
@@ -195,3 +215,69 @@ func (l *Lab) heal(n int) {
 		l.t.Fatalf("connect %s: %v\n%s", lab.Service(n), err, out)
 	}
 }
+
+// KernelAgrees waits until the rollup node's kernel has written a block
+// for every pre-block of ref (node 1's Export), then checks each block
+// against its pre-block: the same leader and the same transactions, in
+// order. It returns how many blocks it checked.
+func (l *Lab) KernelAgrees(ctx context.Context, ref []*dsnv1.PreBlock) int {
+	l.t.Helper()
+	if len(ref) == 0 {
+		return 0
+	}
+	base := "http://" + l.serviceAddr("rollup-node", lab.RollupPort)
+	value := func(key string) ([]byte, bool) {
+		resp, err := http.Get(base + "/global/block/head/durable/wasm_2_0_0/value?key=" + key)
+		if err != nil {
+			return nil, false
+		}
+		defer resp.Body.Close()
+		var h *string
+		if json.NewDecoder(resp.Body).Decode(&h) != nil || h == nil {
+			return nil, false
+		}
+		v, err := hex.DecodeString(*h)
+		return v, err == nil
+	}
+	last := ref[len(ref)-1].Index
+	waitFor(l.t, 3*time.Minute, fmt.Sprintf("the kernel to write block %d", last), func() bool {
+		v, ok := value("/dsn/head")
+		return ok && len(v) == 8 && binary.BigEndian.Uint64(v) >= last
+	})
+	for _, pb := range ref {
+		raw, ok := value(fmt.Sprintf("/dsn/blocks/%d", pb.Index))
+		if !ok {
+			l.t.Fatalf("kernel block %d: not readable", pb.Index)
+		}
+		b, _, err := state.ReadBlock(oneValue(raw), 0)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		if b.Index != pb.Index || b.Leader != narwhal.Digest(pb.Leader) {
+			l.t.Fatalf("kernel block %d: index or leader differs from node 1's pre-block", pb.Index)
+		}
+		var want []narwhal.Digest
+		for _, cb := range pb.Batches {
+			for _, raw := range cb.Batches {
+				batch, err := narwhal.DecodeBatch(raw)
+				if err != nil {
+					l.t.Fatal(err)
+				}
+				for _, tx := range batch.Transactions {
+					want = append(want, blake2b.Sum256(tx))
+				}
+			}
+		}
+		if !slices.Equal(want, b.Transactions) {
+			l.t.Fatalf("kernel block %d: %d transactions, node 1's pre-block %d, or in another order", pb.Index, len(b.Transactions), len(want))
+		}
+	}
+	return len(ref)
+}
+
+// oneValue hands one raw block record to state.ReadBlock.
+type oneValue []byte
+
+func (v oneValue) Get(string) ([]byte, bool) { return v, true }
+func (oneValue) Put(string, []byte)          {}
+func (oneValue) Delete(string)               {}

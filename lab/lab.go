@@ -9,6 +9,7 @@ package lab
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"net/http"
@@ -16,10 +17,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
+	"golang.org/x/crypto/blake2b"
 
 	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/pvm"
+	"github.com/tezos-dsn/dsn/internal/tezos"
+	"github.com/tezos-dsn/dsn/kernel/state"
+	"github.com/tezos-dsn/dsn/services/sandbox"
 )
 
 // Manifest is a lab topology.
@@ -37,6 +45,13 @@ type Manifest struct {
 	// choose.
 	BasePort  int       `toml:"base_port"`
 	Consensus Consensus `toml:"consensus"`
+	L1        L1        `toml:"l1"`
+}
+
+// L1 holds the sandbox's parameters.
+type L1 struct {
+	// BlockTime is the sandbox's level interval (default 1s).
+	BlockTime string `toml:"block_time"`
 }
 
 // Consensus holds the node parameters the manifest sets.
@@ -50,10 +65,24 @@ const (
 	ExportPort       = 7001
 	TransactionsPort = 7002
 	MetricsPort      = 7003
-	// SequencerPort is the sequencer's HTTP API, published as is on the
-	// host (base_port 0: Docker chooses).
+	// SequencerPort is the sequencer's HTTP API, SandboxPort the L1
+	// sandbox's RPC and RollupPort the rollup node's, each published as is
+	// on the host (base_port 0: Docker chooses).
 	SequencerPort = 8080
+	SandboxPort   = 20000
+	RollupPort    = 8932
+	// KernelPath is where the image holds the DSN kernel.
+	KernelPath = "/kernel/dsn.wasm"
 )
+
+// RollupAddress is the lab rollup's sr1 address, derived as Tezos derives
+// an originated rollup's (internal/tezos.RollupAddress) from an operation
+// hash that the seed fixes.
+func (m *Manifest) RollupAddress() string {
+	op := blake2b.Sum256([]byte(fmt.Sprintf("dsn lab origination, seed %d", m.Seed)))
+	a := tezos.RollupAddress(op, 0)
+	return tezos.Base58CheckEncode(tezos.PrefixRollup, a[:])
+}
 
 // LoadManifest reads and checks a manifest.
 func LoadManifest(path string) (*Manifest, error) {
@@ -84,6 +113,12 @@ func (m *Manifest) Validate() error {
 		return fmt.Errorf("base_port: %d leaves ports outside 1024..65535", m.BasePort)
 	case m.Consensus.GCDepth != 0 && m.Consensus.GCDepth < 2:
 		return fmt.Errorf("consensus.gc_depth: must be >= 2")
+	}
+	if m.L1.BlockTime != "" {
+		d, err := time.ParseDuration(m.L1.BlockTime)
+		if err != nil || d < sandbox.MinBlockTime || d > sandbox.MaxBlockTime {
+			return fmt.Errorf("l1.block_time: %q, want %s..%s", m.L1.BlockTime, sandbox.MinBlockTime, sandbox.MaxBlockTime)
+		}
 	}
 	return nil
 }
@@ -117,6 +152,9 @@ func Render(m *Manifest, out string) error {
 	if err := config.WriteCommittee(cfgDir, c, gens); err != nil {
 		return err
 	}
+	if err := writeRollup(m, cfgDir, c, gens[0].Node.Consensus.GCDepth); err != nil {
+		return err
+	}
 	// Key files are read by the container's root user; 0644 keeps the
 	// render readable in a checkout (the lab's keys are public anyway).
 	for i := range gens {
@@ -127,6 +165,51 @@ func Render(m *Manifest, out string) error {
 		}
 	}
 	return os.WriteFile(filepath.Join(out, "docker-compose.yml"), []byte(compose(m)), 0o644)
+}
+
+// writeRollup writes the sandbox's and the rollup node's configs and the
+// kernel's setup file (the committee the kernel verifies against, as the
+// installer's setup step writes it at origination).
+func writeRollup(m *Manifest, dir string, c *narwhal.Committee, gcDepth uint64) error {
+	d := pvm.NewDurable()
+	state.Setup(d.Under("/dsn/"), c, gcDepth)
+	setup, err := json.MarshalIndent(pvm.SetupFrom(d, "/dsn"), "", " ")
+	if err != nil {
+		return err
+	}
+	blockTime := m.L1.BlockTime
+	if blockTime == "" {
+		blockTime = "1s"
+	}
+	var keys []string
+	for _, a := range tezos.BootstrapAccounts {
+		keys = append(keys, strconv.Quote(a.SecretKey))
+	}
+	files := map[string]string{
+		"setup.json": string(setup) + "\n",
+		"sandbox.toml": fmt.Sprintf(`# The L1 sandbox (dsn sandbox). Rendered by dsn lab render.
+listen = ":%d"
+data_dir = "/data"
+block_time = %q
+`, SandboxPort, blockTime),
+		"rollup-node.toml": fmt.Sprintf(`# The rollup node (dsn rollup-node). Rendered by dsn lab render.
+listen = ":%d"
+data_dir = "/data"
+l1_endpoint = "http://sandbox:%d"
+rollup = %q
+origination_level = 0
+boot_sector_file = %q
+setup_file = "/config/setup.json"
+# The sandbox's well-known bootstrap accounts (public keys: lab only).
+batching_keys = [%s]
+`, RollupPort, SandboxPort, m.RollupAddress(), KernelPath, strings.Join(keys, ", ")),
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // compose renders the compose file (format 2.4: docker-compose 1.29 reads it).
@@ -160,28 +243,53 @@ func compose(m *Manifest) string {
 	for n := 1; n <= m.Nodes; n++ {
 		nodes = append(nodes, fmt.Sprintf("%s:%d/%s:%d", Service(n), TransactionsPort, Service(n), ExportPort))
 	}
+	var deps []string
+	for n := 1; n <= m.Nodes; n++ {
+		deps = append(deps, Service(n))
+	}
+	publish := func(port int) {
+		b.WriteString("    ports:\n")
+		if m.BasePort == 0 {
+			fmt.Fprintf(&b, "      - \"127.0.0.1::%d\"\n", port)
+		} else {
+			fmt.Fprintf(&b, "      - \"127.0.0.1:%d:%d\"\n", port, port)
+		}
+	}
+	health := func(url string) {
+		b.WriteString("    healthcheck:\n")
+		fmt.Fprintf(&b, "      test: [\"CMD\", \"/dsn\", \"health\", \"--url\", \"%s\"]\n", url)
+		b.WriteString("      interval: 2s\n      timeout: 2s\n      retries: 15\n")
+	}
+	// The L1 sandbox and the rollup node that follows it and runs the kernel.
+	b.WriteString("  sandbox:\n")
+	fmt.Fprintf(&b, "    image: %s\n", m.Image)
+	b.WriteString("    command: [\"sandbox\", \"--config\", \"/config/sandbox.toml\"]\n")
+	b.WriteString("    volumes:\n      - ./config:/config:ro\n      - sandbox-data:/data\n")
+	publish(SandboxPort)
+	b.WriteString("    networks: [dsn]\n    stop_grace_period: 5s\n")
+	health(fmt.Sprintf("http://127.0.0.1:%d/health", SandboxPort))
+	b.WriteString("  rollup-node:\n")
+	fmt.Fprintf(&b, "    image: %s\n", m.Image)
+	b.WriteString("    command: [\"rollup-node\", \"--config\", \"/config/rollup-node.toml\"]\n")
+	b.WriteString("    volumes:\n      - ./config:/config:ro\n      - rollup-data:/data\n")
+	publish(RollupPort)
+	b.WriteString("    networks: [dsn]\n    depends_on: [sandbox]\n    stop_grace_period: 5s\n")
+	health(fmt.Sprintf("http://127.0.0.1:%d/health", RollupPort))
+	// The sequencer: the public HTTP API in front of every node, posting
+	// to the rollup node.
 	b.WriteString("  sequencer:\n")
 	fmt.Fprintf(&b, "    image: %s\n", m.Image)
-	fmt.Fprintf(&b, "    command: [\"sequencer\", \"--listen\", \":%d\", \"--nodes\", \"%s\"]\n", SequencerPort, strings.Join(nodes, ","))
-	b.WriteString("    ports:\n")
-	if m.BasePort == 0 {
-		fmt.Fprintf(&b, "      - \"127.0.0.1::%d\"\n", SequencerPort)
-	} else {
-		fmt.Fprintf(&b, "      - \"127.0.0.1:%d:%d\"\n", SequencerPort, SequencerPort)
-	}
+	fmt.Fprintf(&b, "    command: [\"sequencer\", \"--listen\", \":%d\", \"--nodes\", \"%s\", \"--rollup\", \"http://rollup-node:%d\"]\n", SequencerPort, strings.Join(nodes, ","), RollupPort)
+	publish(SequencerPort)
 	b.WriteString("    networks: [dsn]\n")
-	b.WriteString("    depends_on: [")
-	for n := 1; n <= m.Nodes; n++ {
-		if n > 1 {
-			b.WriteString(", ")
-		}
-		b.WriteString(Service(n))
-	}
-	b.WriteString("]\n    stop_grace_period: 5s\n")
+	fmt.Fprintf(&b, "    depends_on: [%s, rollup-node]\n", strings.Join(deps, ", "))
+	b.WriteString("    stop_grace_period: 5s\n")
+	health(fmt.Sprintf("http://127.0.0.1:%d/health", SequencerPort))
 	b.WriteString("\nnetworks:\n  dsn: {}\n\nvolumes:\n")
 	for n := 1; n <= m.Nodes; n++ {
 		fmt.Fprintf(&b, "  %s-data: {}\n", Service(n))
 	}
+	b.WriteString("  sandbox-data: {}\n  rollup-data: {}\n")
 	return b.String()
 }
 

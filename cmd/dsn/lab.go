@@ -102,11 +102,27 @@ func runLabStatus(ctx context.Context, args []string) error {
 func runHealth(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
 	metrics := fs.String("metrics", "127.0.0.1:64013", "the node's metrics address")
+	url := fs.String("url", "", "instead of a node: a service's health URL, healthy when it answers 200")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	c, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	if *url != "" {
+		req, err := http.NewRequestWithContext(c, http.MethodGet, *url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", *url, resp.Status)
+		}
+		return nil
+	}
 	g, err := lab.Scrape(c, *metrics)
 	if err != nil {
 		return err

@@ -42,6 +42,8 @@ func commands() []command {
 		labStatusCommand(),
 		healthCommand(),
 		sequencerCommand(),
+		sandboxCommand(),
+		rollupNodeCommand(),
 	}
 }
 
@@ -50,7 +52,7 @@ func main() {
 	err := dispatch(ctx, commands(), os.Args[1:])
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
+		os.Exit(0) // usage asked for (--help) and printed
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dsn: %v\n", err)
@@ -81,8 +83,11 @@ func dispatch(ctx context.Context, cmds []command, args []string) error {
 	}
 	if best == nil {
 		usage(cmds, args)
-		if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
 			return flag.ErrHelp
+		}
+		if len(args) == 0 {
+			return errors.New("no command given")
 		}
 		return fmt.Errorf("unknown command %q", strings.Join(args, " "))
 	}

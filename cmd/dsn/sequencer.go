@@ -23,6 +23,7 @@ func runSequencer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("sequencer", flag.ContinueOnError)
 	listen := fs.String("listen", ":8080", "HTTP API address")
 	nodes := fs.String("nodes", "127.0.0.1:64012/127.0.0.1:64011", "consensus nodes: TRANSACTIONS/EXPORT address pairs, comma-separated")
+	rollup := fs.String("rollup", "", "rollup node RPC URL (octez-smart-rollup-node API) to post to; empty: no posting")
 	maxTx := fs.Int("max-transaction-size", 256<<10, "largest transaction in bytes (the nodes' max_transaction_size)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -37,6 +38,7 @@ func runSequencer(ctx context.Context, args []string) error {
 	}
 	cfg := sequencer.DefaultConfig(eps)
 	cfg.MaxTransactionSize = *maxTx
+	cfg.Rollup = *rollup
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "sequencer")
 	s, err := sequencer.New(cfg, log)
 	if err != nil {
@@ -48,6 +50,9 @@ func runSequencer(ctx context.Context, args []string) error {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
 	go s.Follow(ctx)
+	if cfg.Rollup != "" {
+		go s.Post(ctx)
+	}
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

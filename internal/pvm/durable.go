@@ -303,6 +303,20 @@ func (d *Durable) Walk(path string, fn func(path string, value []byte)) {
 	walk(path, n)
 }
 
+// Subkeys returns the names of path's children in order, and whether path
+// exists (holds a value or children).
+func (d *Durable) Subkeys(path string) ([]string, bool) {
+	segs, code := splitPath(path)
+	if code != 0 {
+		return nil, false
+	}
+	n := d.find(segs)
+	if n == nil || (len(segs) > 0 && n.empty()) {
+		return nil, false
+	}
+	return n.sortedKeys(), true
+}
+
 func sortStrings(s []string) { sort.Strings(s) }
 
 // Under returns a key-value view of the subtree at prefix (keys relative

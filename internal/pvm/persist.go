@@ -9,11 +9,31 @@ import (
 )
 
 // On disk, the value at durable path P is stored under key "v" ‖ P; the
-// last committed level and state hash under "m/level" and "m/hash". A
+// last committed level and state hash under "m/level" and "m/hash"; the
+// records of CommitWith under "r" ‖ key. A
 // subtree is the key range ["v" ‖ P, "v" ‖ P ‖ "/" … "v" ‖ P ‖ "0"), since
 // '/' is the byte before '0' and no path byte lies between them.
 
 func valueKey(path string) []byte { return append([]byte{'v'}, path...) }
+
+// recordKey is where CommitWith puts a caller's record k ("r" ‖ k).
+func recordKey(k string) []byte { return append([]byte{'r'}, k...) }
+
+// ReadRecord returns a record written by CommitWith.
+func (d *Durable) ReadRecord(k string) ([]byte, bool, error) {
+	if d.db == nil {
+		return nil, false, nil
+	}
+	v, closer, err := d.db.Get(recordKey(k))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
 
 var (
 	keyLevel = []byte("m/level")
@@ -68,13 +88,23 @@ func OpenDurable(dir string) (*Durable, uint32, error) {
 // Commit persists the changes since the last commit, the level and the
 // state hash in one atomic, synced batch. Without a database it only
 // forgets the journal.
-func (d *Durable) Commit(level uint32) error {
+func (d *Durable) Commit(level uint32) error { return d.CommitWith(level, nil) }
+
+// CommitWith is Commit with the caller's own records (key → value, in the
+// separate space that ReadRecord reads) written in the same atomic batch:
+// a rollup node's level record lands exactly when the level's state does.
+func (d *Durable) CommitWith(level uint32, records map[string][]byte) error {
 	if d.db == nil {
 		d.journal = d.journal[:0]
 		return nil
 	}
 	b := d.db.NewBatch()
 	defer b.Close()
+	for k, v := range records {
+		if err := b.Set(recordKey(k), v, nil); err != nil {
+			return err
+		}
+	}
 	for _, c := range d.journal {
 		segs, _ := splitPath(c.path)
 		if c.tree {

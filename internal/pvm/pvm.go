@@ -107,12 +107,29 @@ type LevelResult struct {
 	StateHash [32]byte
 }
 
-// RunLevel feeds one L1 level to the kernel: StartOfLevel, InfoPerLevel,
-// the messages (already encoded, see External and Transfer), EndOfLevel.
-// It returns an error only if the host itself fails.
+// RunLevel feeds one L1 level to the kernel (see Execute) and commits the
+// durable storage. It returns an error only if the host itself fails.
 func (p *PVM) RunLevel(ctx context.Context, level uint32, timestamp int64, predecessor [32]byte, msgs [][]byte) (*LevelResult, error) {
+	res := p.Execute(ctx, level, timestamp, predecessor, msgs)
+	if err := p.durable.Commit(level); err != nil {
+		return nil, err // the host's own failure: the disk
+	}
+	return res, nil
+}
+
+// Inbox returns a level's full inbox: StartOfLevel, InfoPerLevel, the
+// messages (already encoded, see External and Transfer), EndOfLevel.
+func Inbox(timestamp int64, predecessor [32]byte, msgs [][]byte) [][]byte {
 	all := append([][]byte{StartOfLevel(), InfoPerLevel(timestamp, predecessor)}, msgs...)
-	all = append(all, EndOfLevel())
+	return append(all, EndOfLevel())
+}
+
+// Execute feeds one L1 level's inbox (see Inbox) to the kernel, rebooting
+// it as it asks, and leaves the changes in durable storage uncommitted:
+// the caller commits them (Durable.Commit or CommitWith) with whatever
+// must be atomic with them.
+func (p *PVM) Execute(ctx context.Context, level uint32, timestamp int64, predecessor [32]byte, msgs [][]byte) *LevelResult {
+	all := Inbox(timestamp, predecessor, msgs)
 	st := &runState{durable: p.durable}
 	for i, m := range all {
 		st.inputs = append(st.inputs, input{level: level, id: uint32(i), bytes: m})
@@ -143,10 +160,7 @@ func (p *PVM) RunLevel(ctx context.Context, level uint32, timestamp int64, prede
 	res.Outbox = st.outbox
 	res.Debug = string(st.debug)
 	res.StateHash = p.durable.Hash()
-	if err := p.durable.Commit(level); err != nil {
-		return nil, err // the host's own failure: the disk
-	}
-	return res, nil
+	return res
 }
 
 func le32(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)} }

@@ -9,6 +9,9 @@ import (
 type metrics struct {
 	reg                            *prometheus.Registry
 	accepted, ordered, unavailable prometheus.Counter
+	verified, mismatches           prometheus.Counter
+	posted, postedMsgs             prometheus.Counter
+	postErrors, reposts            prometheus.Counter
 	rejected                       *prometheus.CounterVec
 }
 
@@ -24,6 +27,12 @@ func newMetrics(s *Sequencer) *metrics {
 		accepted:    c("transactions_accepted_total", "Transactions a node acknowledged."),
 		ordered:     c("transactions_ordered_total", "Tracked transactions seen in a committed pre-block."),
 		unavailable: c("submissions_unavailable_total", "Submissions no node acknowledged (answered 503)."),
+		verified:    c("transactions_verified_total", "Tracked transactions found in the kernel's blocks."),
+		mismatches:  c("verification_mismatches_total", "Tracked transactions whose place in the kernel's block differs from the pre-block's (never expected)."),
+		posted:      c("certificates_posted_total", "Certificates posted to the rollup node."),
+		postedMsgs:  c("messages_posted_total", "Inbox messages (DA chunks) posted to the rollup node."),
+		postErrors:  c("post_errors_total", "Posts the rollup node refused or that failed (retried)."),
+		reposts:     c("reposts_total", "Times posting restarted from the rollup's DAG because it stalled."),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dsn_sequencer", Name: "requests_rejected_total",
 			Help: "API requests answered with an error, by HTTP status."}, []string{"code"}),
 	}

@@ -48,22 +48,42 @@ type Config struct {
 	SubmitTimeout time.Duration
 	// Tracked is how many transactions' statuses are kept (oldest dropped first).
 	Tracked int
+
+	// Rollup is the rollup node's RPC base URL (octez-smart-rollup-node's
+	// API); empty: nothing is posted and nothing becomes verified.
+	Rollup string
+	// PostInterval is how often the DAG read so far is posted as one
+	// submission (and MaxSubmissionBytes the size that posts at once).
+	PostInterval       time.Duration
+	MaxSubmissionBytes int
+	// VerifyInterval is how often the rollup's head is read to mark
+	// transactions verified.
+	VerifyInterval time.Duration
+	// RepostAfter: when the rollup's DAG has not advanced for this long
+	// while more was posted, the sequencer posts again from the rollup's DAG.
+	RepostAfter time.Duration
 }
 
 // DefaultConfig returns defaults for nodes.
 func DefaultConfig(nodes []Endpoint) Config {
-	return Config{Nodes: nodes, MaxTransactionSize: 256 << 10, SubmitTimeout: 5 * time.Second, Tracked: 1_000_000}
+	return Config{Nodes: nodes, MaxTransactionSize: 256 << 10, SubmitTimeout: 5 * time.Second, Tracked: 1_000_000,
+		PostInterval: 250 * time.Millisecond, MaxSubmissionBytes: 1 << 20, VerifyInterval: 250 * time.Millisecond, RepostAfter: 15 * time.Second}
 }
 
 // Status is what the API says about a transaction.
 type Status struct {
 	ID     string `json:"id"`
-	Status string `json:"status"` // pending | ordered
+	Status string `json:"status"` // pending | ordered | verified
 	// Index and Position locate an ordered transaction: the pre-block and
 	// its place among the pre-block's transactions (from 0).
 	Index     *uint64 `json:"index,omitempty"`
 	Position  *int    `json:"position,omitempty"`
 	OrderedAt string  `json:"ordered_at,omitempty"` // RFC 3339, when this sequencer saw the pre-block
+	// Block and Level say where a verified transaction is: the kernel's
+	// block (equal to Index), and the L1 level at which the sequencer saw
+	// the rollup holding it (at or after the level that wrote it).
+	Block *uint64 `json:"block,omitempty"`
+	Level *uint32 `json:"level,omitempty"`
 }
 
 // Sequencer serves the API. Create it with New, run Follow in a goroutine,
@@ -79,10 +99,13 @@ type Sequencer struct {
 
 	mu     sync.Mutex
 	status map[narwhal.Digest]*Status
-	order  []narwhal.Digest // insertion order, for eviction
-	next   int              // node to try first
-	head   uint64           // last pre-block followed
-	up     []bool           // node answered its last call
+	// byIndex lists the ordered, not yet verified transactions of each
+	// pre-block (only when posting).
+	byIndex map[uint64][]narwhal.Digest
+	order   []narwhal.Digest // insertion order, for eviction
+	next    int              // node to try first
+	head    uint64           // last pre-block followed
+	up      []bool           // node answered its last call
 }
 
 // New connects (lazily) to the nodes.
@@ -90,7 +113,7 @@ func New(cfg Config, log *slog.Logger) (*Sequencer, error) {
 	if len(cfg.Nodes) == 0 {
 		return nil, errors.New("sequencer: no consensus node endpoints")
 	}
-	s := &Sequencer{cfg: cfg, log: log, status: map[narwhal.Digest]*Status{}, up: make([]bool, len(cfg.Nodes))}
+	s := &Sequencer{cfg: cfg, log: log, status: map[narwhal.Digest]*Status{}, byIndex: map[uint64][]narwhal.Digest{}, up: make([]bool, len(cfg.Nodes))}
 	s.metrics = newMetrics(s)
 	for _, e := range cfg.Nodes {
 		for _, addr := range []string{e.Transactions, e.Export} {
@@ -263,10 +286,14 @@ func (s *Sequencer) apply(pb *dsnv1.PreBlock) error {
 				return fmt.Errorf("pre-block %d: %w", pb.Index, err)
 			}
 			for _, tx := range b.Transactions {
-				if st, ok := s.status[blake2b.Sum256(tx)]; ok && st.Status == "pending" {
+				id := blake2b.Sum256(tx)
+				if st, ok := s.status[id]; ok && st.Status == "pending" {
 					index, position := pb.Index, pos
 					st.Status, st.Index, st.Position, st.OrderedAt = "ordered", &index, &position, at
 					s.metrics.ordered.Inc()
+					if s.cfg.Rollup != "" {
+						s.byIndex[pb.Index] = append(s.byIndex[pb.Index], id)
+					}
 				}
 				pos++
 			}

@@ -1,0 +1,48 @@
+package rollupnode
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the rollup node's Prometheus series, on a registry of its own.
+type metrics struct {
+	reg                                 *prometheus.Registry
+	level, l1Level, queued              prometheus.Gauge
+	messages, stuck, l1Reconnects       prometheus.Counter
+	injectedOps, includedOps            prometheus.Counter
+	reinjected, injectionErrors, badRPC prometheus.Counter
+	levelSeconds                        prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	reg := prometheus.NewRegistry()
+	g := func(name, help string) prometheus.Gauge {
+		x := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dsn_rollup", Name: name, Help: help})
+		reg.MustRegister(x)
+		return x
+	}
+	c := func(name, help string) prometheus.Counter {
+		x := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dsn_rollup", Name: name, Help: help})
+		reg.MustRegister(x)
+		return x
+	}
+	m := &metrics{
+		reg:             reg,
+		level:           g("level", "Last L1 level processed by the kernel."),
+		l1Level:         g("l1_level", "Last L1 head seen."),
+		queued:          g("batcher_queue", "Messages waiting in the batcher's queue."),
+		messages:        c("inbox_messages_total", "External messages fed to the kernel."),
+		stuck:           c("stuck_levels_total", "Levels at which the kernel got stuck."),
+		l1Reconnects:    c("l1_reconnects_total", "Reconnections to the L1 heads monitor."),
+		injectedOps:     c("batcher_operations_injected_total", "add_messages operations injected."),
+		includedOps:     c("batcher_operations_included_total", "add_messages operations seen in a processed level."),
+		reinjected:      c("batcher_operations_reinjected_total", "Operations whose messages went back to the queue."),
+		injectionErrors: c("batcher_injection_errors_total", "Injections the L1 refused or that failed."),
+		badRPC:          c("rpc_bad_requests_total", "RPC requests answered with a 4xx."),
+		levelSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "dsn_rollup", Name: "level_seconds",
+			Help: "Time to run one level through the kernel and commit it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+	}
+	reg.MustRegister(m.levelSeconds, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

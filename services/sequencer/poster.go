@@ -1,0 +1,298 @@
+package sequencer
+
+import (
+	"context"
+	"encoding/binary"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tezos-dsn/dsn/internal/da"
+	"github.com/tezos-dsn/dsn/internal/dsnclient"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/preblock"
+	"github.com/tezos-dsn/dsn/internal/tezos"
+	"github.com/tezos-dsn/dsn/kernel/state"
+)
+
+// Posting: the sequencer follows a node's certified DAG (ExportDAG),
+// cuts it into submissions every PostInterval (or MaxSubmissionBytes),
+// frames each with the DA framing into targeted external messages and
+// injects them into the rollup node's batcher. The kernel authenticates
+// every certificate and re-derives the ordering; the sequencer is trusted
+// for nothing but availability. It starts from the rounds the rollup
+// already holds (/dsn/dag_max), so a restart resumes without re-posting
+// everything; when the rollup's DAG does not advance for RepostAfter while
+// more was posted (a batcher that lost its queue, a dropped operation),
+// it posts again from the rollup's DAG. Several sequencers may post the
+// same data: the kernel ignores what it already has.
+
+// postRounds: how far below the rollup's dag_max a (re)start begins, so
+// that a round the rollup holds only in part is completed.
+const postRounds = 2
+
+// poster is the posting state.
+type poster struct {
+	s      *Sequencer
+	rollup *rollupClient
+	addr   [20]byte
+
+	mu       sync.Mutex
+	pending  []state.Entry
+	bytes    int
+	posted   uint64 // highest round posted
+	restart  chan struct{}
+	progress time.Time // when the rollup's dag_max last advanced
+	dagMax   uint64
+}
+
+// Post follows the DSN's DAG and posts it to the rollup node until ctx
+// ends. It needs Config.Rollup.
+func (s *Sequencer) Post(ctx context.Context) {
+	p := &poster{s: s, rollup: newRollupClient(s.cfg.Rollup), restart: make(chan struct{}, 1)}
+	for ctx.Err() == nil {
+		a, err := p.rollup.address(ctx)
+		if err == nil {
+			if p.addr, err = tezos.ParseRollup(a); err == nil {
+				break
+			}
+		}
+		s.log.Warn("rollup node not ready; retrying", "rollup", s.cfg.Rollup, "err", err)
+		sleepCtx(ctx, time.Second)
+	}
+	go p.flushLoop(ctx)
+	go p.watch(ctx)
+	node := 0
+	for ctx.Err() == nil {
+		from := p.resumeRound(ctx)
+		sctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-p.restart:
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
+		s.log.Info("posting the DAG", "from_round", from, "node", s.cfg.Nodes[node].Export)
+		err := dsnclient.ReadDAG(sctx, s.ex[node], from, p.add)
+		restarted := sctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if !restarted {
+			s.log.Warn("DAG stream lost; following the next node", "node", s.cfg.Nodes[node].Export, "err", err)
+			node = (node + 1) % len(s.ex)
+			sleepCtx(ctx, 200*time.Millisecond)
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// resumeRound is where a DAG stream starts: a little below the rollup's
+// highest round, and never above what this poster already posted.
+func (p *poster) resumeRound(ctx context.Context) uint64 {
+	max := p.rollupDAGMax(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.flushLocked(ctx) // what was read so far goes out before the stream restarts
+	if max > postRounds {
+		return max - postRounds
+	}
+	return 0
+}
+
+// rollupDAGMax reads the kernel's highest stored round (0 if none).
+func (p *poster) rollupDAGMax(ctx context.Context) uint64 {
+	v, ok, err := p.rollup.value(ctx, "/dsn/dag_max")
+	if err != nil || !ok || len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// add takes one certificate of the DAG stream.
+func (p *poster) add(e *preblock.DAGEntry) bool {
+	c, err := narwhal.DecodeCertificate(e.Certificate)
+	if err != nil {
+		p.s.log.Error("DAG stream: bad certificate", "err", err)
+		return false // fail over: this node sends garbage
+	}
+	entry := state.Entry{Certificate: c, Withheld: e.Withheld}
+	size := len(e.Certificate)
+	for _, raw := range e.Batches {
+		b, err := narwhal.DecodeBatch(raw)
+		if err != nil {
+			p.s.log.Error("DAG stream: bad batch", "err", err)
+			return false
+		}
+		entry.Batches = append(entry.Batches, b)
+		size += len(raw)
+	}
+	p.mu.Lock()
+	p.pending = append(p.pending, entry)
+	p.bytes += size
+	full := p.bytes >= p.s.cfg.MaxSubmissionBytes
+	p.mu.Unlock()
+	if full {
+		p.flush(context.Background())
+	}
+	return true
+}
+
+func (p *poster) flushLoop(ctx context.Context) {
+	t := time.NewTicker(p.s.cfg.PostInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.flush(ctx)
+		}
+	}
+}
+
+func (p *poster) flush(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.flushLocked(ctx)
+}
+
+// flushLocked posts the pending certificates as one submission. A failed
+// injection keeps them pending for the next flush.
+func (p *poster) flushLocked(ctx context.Context) {
+	if len(p.pending) == 0 {
+		return
+	}
+	chunks, err := da.Split(state.EncodeSubmission(p.pending))
+	if err != nil {
+		p.s.log.Error("submission not framed", "err", err, "certificates", len(p.pending))
+		p.pending, p.bytes = nil, 0
+		return
+	}
+	msgs := make([][]byte, len(chunks))
+	for i, c := range chunks {
+		msgs[i] = da.Target(p.addr, c.Encode())
+	}
+	if err := p.rollup.inject(ctx, msgs); err != nil {
+		p.s.log.Warn("posting failed; will retry", "err", err, "certificates", len(p.pending))
+		p.s.metrics.postErrors.Inc()
+		return
+	}
+	top := p.pending[len(p.pending)-1].Certificate.Round()
+	p.posted = max(p.posted, top)
+	p.s.metrics.posted.Add(float64(len(p.pending)))
+	p.s.metrics.postedMsgs.Add(float64(len(msgs)))
+	p.pending, p.bytes = nil, 0
+}
+
+// watch re-posts when the rollup's DAG stalls below what was posted, and
+// marks transactions verified as the rollup's head advances.
+func (p *poster) watch(ctx context.Context) {
+	t := time.NewTicker(p.s.cfg.VerifyInterval)
+	defer t.Stop()
+	p.progress = time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		max := p.rollupDAGMax(ctx)
+		p.mu.Lock()
+		if max > p.dagMax {
+			p.dagMax, p.progress = max, time.Now()
+		}
+		stalled := p.posted > max && time.Since(p.progress) > p.s.cfg.RepostAfter
+		if stalled {
+			p.progress = time.Now()
+		}
+		p.mu.Unlock()
+		if stalled {
+			p.s.log.Warn("the rollup's DAG is not advancing; posting again from it", "rollup_dag_max", max)
+			p.s.metrics.reposts.Inc()
+			select {
+			case p.restart <- struct{}{}:
+			default:
+			}
+		}
+		p.verify(ctx)
+	}
+}
+
+// verify marks verified the ordered transactions whose blocks the kernel
+// has written, after checking each one's digest at its position in the
+// kernel's block: the rollup, not the sequencer, vouches for them.
+func (p *poster) verify(ctx context.Context) {
+	v, ok, err := p.rollup.value(ctx, "/dsn/head")
+	if err != nil || !ok || len(v) != 8 {
+		return
+	}
+	head := binary.BigEndian.Uint64(v)
+	level, err := p.rollup.level(ctx)
+	if err != nil {
+		return
+	}
+	for _, n := range p.s.unverifiedUpTo(head) {
+		raw, ok, err := p.rollup.value(ctx, "/dsn/blocks/"+strconv.FormatUint(n, 10))
+		if err != nil || !ok {
+			return
+		}
+		b, _, err := state.ReadBlock(blockStore{raw}, 0)
+		if err != nil {
+			p.s.log.Error("rollup block does not decode", "block", n, "err", err)
+			return
+		}
+		p.s.markVerified(n, level, b.Transactions)
+	}
+}
+
+// blockStore hands one raw block record to state.ReadBlock.
+type blockStore struct{ raw []byte }
+
+func (b blockStore) Get(string) ([]byte, bool) { return b.raw, true }
+func (blockStore) Put(string, []byte)          {}
+func (blockStore) Delete(string)               {}
+
+// unverifiedUpTo lists the blocks ≤ head holding ordered, unverified
+// tracked transactions.
+func (s *Sequencer) unverifiedUpTo(head uint64) []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []uint64
+	for n := range s.byIndex {
+		if n <= head {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// markVerified marks the ordered transactions of block n verified where
+// the kernel's block has their digest at their position.
+func (s *Sequencer) markVerified(n uint64, level uint32, digests []narwhal.Digest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range s.byIndex[n] {
+		st, ok := s.status[id]
+		if !ok || st.Status != "ordered" {
+			continue
+		}
+		if *st.Position >= len(digests) || digests[*st.Position] != id {
+			s.log.Error("the rollup's block differs from the DSN's pre-block", "block", n, "position", *st.Position, "id", st.ID)
+			s.metrics.mismatches.Inc()
+			continue
+		}
+		lv, blk := level, n
+		st.Status, st.Level, st.Block = "verified", &lv, &blk
+		s.metrics.verified.Inc()
+	}
+	delete(s.byIndex, n)
+}
