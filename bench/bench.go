@@ -5,4 +5,6 @@
 //
 //	go test ./bench -bench DAG       certificates/s and batches/s
 //	go test ./bench -bench Latency   submit→ordered latency at several loads
+//	go test ./bench -bench Kernel    the DSN kernel's cost in the PVM per sub-DAG
+//	go test ./bench -bench E2E       submit→ordered→verified through the whole stack
 package bench

@@ -31,9 +31,12 @@ var (
 	rates    = flag.String("rates", "100,1000,5000,20000,40000", "offered loads (tx/s) of BenchmarkLatency")
 )
 
-func offered(b *testing.B) []float64 {
+func offered(b *testing.B) []float64 { return splitRates(b, *rates) }
+
+// splitRates parses a comma-separated list of loads (tx/s).
+func splitRates(b *testing.B, list string) []float64 {
 	var out []float64
-	for _, f := range strings.Split(*rates, ",") {
+	for _, f := range strings.Split(list, ",") {
 		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil || r <= 0 {
 			b.Fatalf("-rates: bad load %q", f)

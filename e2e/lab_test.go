@@ -7,15 +7,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,12 +18,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"golang.org/x/crypto/blake2b"
-
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
-	"github.com/tezos-dsn/dsn/internal/narwhal"
-	"github.com/tezos-dsn/dsn/kernel/state"
 	"github.com/tezos-dsn/dsn/lab"
+	"github.com/tezos-dsn/dsn/services/stacktest"
 )
 
 // Lab is a running rendered lab.
@@ -220,64 +212,24 @@ func (l *Lab) heal(n int) {
 // for every pre-block of ref (node 1's Export), then checks each block
 // against its pre-block: the same leader and the same transactions, in
 // order. It returns how many blocks it checked.
-func (l *Lab) KernelAgrees(ctx context.Context, ref []*dsnv1.PreBlock) int {
+func (l *Lab) KernelAgrees(ref []*dsnv1.PreBlock) int {
 	l.t.Helper()
 	if len(ref) == 0 {
 		return 0
 	}
-	base := "http://" + l.serviceAddr("rollup-node", lab.RollupPort)
-	value := func(key string) ([]byte, bool) {
-		resp, err := http.Get(base + "/global/block/head/durable/wasm_2_0_0/value?key=" + key)
-		if err != nil {
-			return nil, false
-		}
-		defer resp.Body.Close()
-		var h *string
-		if json.NewDecoder(resp.Body).Decode(&h) != nil || h == nil {
-			return nil, false
-		}
-		v, err := hex.DecodeString(*h)
-		return v, err == nil
-	}
+	rpc := stacktest.RollupRPC("http://" + l.serviceAddr("rollup-node", lab.RollupPort))
 	last := ref[len(ref)-1].Index
 	waitFor(l.t, 3*time.Minute, fmt.Sprintf("the kernel to write block %d", last), func() bool {
-		v, ok := value("/dsn/head")
-		return ok && len(v) == 8 && binary.BigEndian.Uint64(v) >= last
+		return rpc.KernelHead() >= last
 	})
 	for _, pb := range ref {
-		raw, ok := value(fmt.Sprintf("/dsn/blocks/%d", pb.Index))
-		if !ok {
-			l.t.Fatalf("kernel block %d: not readable", pb.Index)
-		}
-		b, _, err := state.ReadBlock(oneValue(raw), 0)
+		b, err := rpc.KernelBlock(pb.Index)
 		if err != nil {
 			l.t.Fatal(err)
 		}
-		if b.Index != pb.Index || b.Leader != narwhal.Digest(pb.Leader) {
-			l.t.Fatalf("kernel block %d: index or leader differs from node 1's pre-block", pb.Index)
-		}
-		var want []narwhal.Digest
-		for _, cb := range pb.Batches {
-			for _, raw := range cb.Batches {
-				batch, err := narwhal.DecodeBatch(raw)
-				if err != nil {
-					l.t.Fatal(err)
-				}
-				for _, tx := range batch.Transactions {
-					want = append(want, blake2b.Sum256(tx))
-				}
-			}
-		}
-		if !slices.Equal(want, b.Transactions) {
-			l.t.Fatalf("kernel block %d: %d transactions, node 1's pre-block %d, or in another order", pb.Index, len(b.Transactions), len(want))
+		if err := stacktest.SameAsPreBlock(b, pb); err != nil {
+			l.t.Fatal(err)
 		}
 	}
 	return len(ref)
 }
-
-// oneValue hands one raw block record to state.ReadBlock.
-type oneValue []byte
-
-func (v oneValue) Get(string) ([]byte, bool) { return v, true }
-func (oneValue) Put(string, []byte)          {}
-func (oneValue) Delete(string)               {}

@@ -151,7 +151,7 @@ func TestSevenNodes(t *testing.T) {
 	})
 	t.Logf("20 transactions through the sequencer verified by the kernel %s after the first was posted", time.Since(posted).Round(time.Millisecond))
 	ref = follow(1)
-	l.KernelAgrees(ctx, ref)
+	l.KernelAgrees(ref)
 
 	// Two nodes killed with SIGKILL under load: the other five go on.
 	l.docker("kill", 6)
@@ -170,7 +170,7 @@ func TestSevenNodes(t *testing.T) {
 	for n := 2; n <= 7; n++ {
 		agree(ref, n, follow(n))
 	}
-	blocks := l.KernelAgrees(ctx, ref)
+	blocks := l.KernelAgrees(ref)
 	t.Logf("%d pre-blocks identical on all 7 nodes after 2 were killed and restarted, the first %d verified by the kernel; e2e wall time %s",
 		len(ref), blocks, time.Since(start).Round(100*time.Millisecond))
 }

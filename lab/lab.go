@@ -71,6 +71,10 @@ const (
 	SequencerPort = 8080
 	SandboxPort   = 20000
 	RollupPort    = 8932
+	// BatchingKeys is how many sandbox accounts sign the rollup node's
+	// add_messages operations: 16 operations of 32 KiB fill the sandbox's
+	// 512 KiB block.
+	BatchingKeys = 16
 	// KernelPath is where the image holds the DSN kernel.
 	KernelPath = "/kernel/dsn.wasm"
 )
@@ -182,7 +186,7 @@ func writeRollup(m *Manifest, dir string, c *narwhal.Committee, gcDepth uint64) 
 		blockTime = "1s"
 	}
 	var keys []string
-	for _, a := range tezos.BootstrapAccounts {
+	for _, a := range tezos.SandboxAccounts(BatchingKeys) {
 		keys = append(keys, strconv.Quote(a.SecretKey))
 	}
 	files := map[string]string{
@@ -200,7 +204,7 @@ rollup = %q
 origination_level = 0
 boot_sector_file = %q
 setup_file = "/config/setup.json"
-# The sandbox's well-known bootstrap accounts (public keys: lab only).
+# Sandbox accounts (public keys: lab only): the well-known bootstrap accounts, then derived ones.
 batching_keys = [%s]
 `, RollupPort, SandboxPort, m.RollupAddress(), KernelPath, strings.Join(keys, ", ")),
 	}

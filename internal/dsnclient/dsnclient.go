@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 
+	"golang.org/x/crypto/blake2b"
+
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/preblock"
@@ -128,33 +130,49 @@ func SamePrefix(a, b []*dsnv1.PreBlock) error {
 // every batch matches its certificate's digest.
 func Transactions(pbs []*dsnv1.PreBlock) (map[string]int, error) {
 	seen := map[string]int{}
+	err := eachTransaction(pbs, func(_ *dsnv1.PreBlock, tx []byte) { seen[string(tx)]++ })
+	return seen, err
+}
+
+// TransactionDigests returns the BLAKE2b-256 digests of a pre-block's
+// transactions in order: what the rollup kernel's block for the same
+// index holds (kernel/state.Block).
+func TransactionDigests(pb *dsnv1.PreBlock) ([]narwhal.Digest, error) {
+	var out []narwhal.Digest
+	err := eachTransaction([]*dsnv1.PreBlock{pb}, func(_ *dsnv1.PreBlock, tx []byte) { out = append(out, blake2b.Sum256(tx)) })
+	return out, err
+}
+
+// eachTransaction calls fn for each transaction of the pre-blocks, in
+// order, checking that every batch matches its certificate's digest.
+func eachTransaction(pbs []*dsnv1.PreBlock, fn func(*dsnv1.PreBlock, []byte)) error {
 	for _, pb := range pbs {
 		if len(pb.Batches) != len(pb.Certificates) {
-			return nil, fmt.Errorf("pre-block %d: %d batch lists for %d certificates", pb.Index, len(pb.Batches), len(pb.Certificates))
+			return fmt.Errorf("pre-block %d: %d batch lists for %d certificates", pb.Index, len(pb.Batches), len(pb.Certificates))
 		}
 		for i, raw := range pb.Certificates {
 			c, err := narwhal.DecodeCertificate(raw)
 			if err != nil {
-				return nil, fmt.Errorf("pre-block %d: %w", pb.Index, err)
+				return fmt.Errorf("pre-block %d: %w", pb.Index, err)
 			}
 			if len(pb.Batches[i].Batches) != len(c.Header.Payload) {
-				return nil, fmt.Errorf("pre-block %d certificate %d: %d batches for %d digests", pb.Index, i, len(pb.Batches[i].Batches), len(c.Header.Payload))
+				return fmt.Errorf("pre-block %d certificate %d: %d batches for %d digests", pb.Index, i, len(pb.Batches[i].Batches), len(c.Header.Payload))
 			}
 			for j, rb := range pb.Batches[i].Batches {
 				b, err := narwhal.DecodeBatch(rb)
 				if err != nil {
-					return nil, fmt.Errorf("pre-block %d: %w", pb.Index, err)
+					return fmt.Errorf("pre-block %d: %w", pb.Index, err)
 				}
 				if b.Digest() != c.Header.Payload[j] {
-					return nil, fmt.Errorf("pre-block %d: a batch does not match its digest", pb.Index)
+					return fmt.Errorf("pre-block %d: a batch does not match its digest", pb.Index)
 				}
 				for _, tx := range b.Transactions {
-					seen[string(tx)]++
+					fn(pb, tx)
 				}
 			}
 		}
 	}
-	return seen, nil
+	return nil
 }
 
 // ReadDAG follows a node's certified DAG (ExportDAG) from fromRound on and

@@ -122,3 +122,22 @@ var BootstrapAccounts = []Account{
 	{"alice", "edsk3QoqBuvdamxouPhin7swCvkQNgq4jP5KZPbwWNnwdZpSpJiEbq"},      // tz1VSUr8wwNhLAzempoch5d6hLRiTh8Cjcjb
 	{"bob", "edsk3RFfvaFaxbHx8BMtEW1rKQcPtDML3LXjNqMNLCzC3wLC1bWbAt"},        // tz1aSkwEot3L2kmUvcoxzjMomb9mvBNuzFK6
 }
+
+// SandboxAccountCount is how many accounts a sandbox knows by default: the
+// bootstrap accounts, then derived ones (SandboxAccounts), enough for a
+// rollup node to fill an L1 block with one 32 KiB add_messages operation
+// per batching key.
+const SandboxAccountCount = 32
+
+// SandboxAccounts returns n sandbox accounts: the BootstrapAccounts, then
+// accounts "sandbox8", "sandbox9", … whose seeds are
+// BLAKE2b-256("dsn sandbox account " ‖ i). Like the bootstrap accounts they
+// are public: never use them outside a sandbox.
+func SandboxAccounts(n int) []Account {
+	out := append([]Account(nil), BootstrapAccounts[:min(n, len(BootstrapAccounts))]...)
+	for i := len(out) + 1; len(out) < n; i++ {
+		seed := blake2b.Sum256(fmt.Appendf(nil, "dsn sandbox account %d", i))
+		out = append(out, Account{Name: fmt.Sprintf("sandbox%d", i), SecretKey: EncodeSecretKey(ed25519.NewKeyFromSeed(seed[:]))})
+	}
+	return out
+}

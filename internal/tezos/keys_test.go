@@ -107,3 +107,20 @@ func TestHashes(t *testing.T) {
 		t.Fatalf("an operation hash parsed as a block hash: %v", err)
 	}
 }
+
+func TestSandboxAccounts(t *testing.T) {
+	as := SandboxAccounts(SandboxAccountCount)
+	if len(as) != SandboxAccountCount || as[0] != BootstrapAccounts[0] || as[len(BootstrapAccounts)-1] != BootstrapAccounts[len(BootstrapAccounts)-1] {
+		t.Fatalf("want the %d bootstrap accounts first, %d in all", len(BootstrapAccounts), SandboxAccountCount)
+	}
+	seen := map[string]bool{}
+	for _, a := range as {
+		if _, err := ParseSecretKey(a.SecretKey); err != nil || seen[a.SecretKey] {
+			t.Fatalf("%s: %v (or a repeated key)", a.Name, err)
+		}
+		seen[a.SecretKey] = true
+	}
+	if again := SandboxAccounts(SandboxAccountCount); again[20] != as[20] {
+		t.Fatal("derived accounts are not deterministic")
+	}
+}

@@ -107,6 +107,10 @@ func TestForgedSubmissionsChangeNothing(t *testing.T) {
 		"an unknown signer": mutate(func(es []state.Entry) { es[tip].Certificate.Signers[len(es[tip].Certificate.Signers)-1] = 9 }),
 		"a wrong epoch":     mutate(func(es []state.Entry) { es[tip].Certificate.Header.Epoch++ }),
 		"a tampered header": mutate(func(es []state.Entry) { es[tip].Certificate.Header.CreatedAt++ }),
+		"an unsigned tip": mutate(func(es []state.Entry) {
+			c := es[tip].Certificate
+			c.Signers, c.Signatures = nil, nil
+		}),
 		"a forged signature": mutate(func(es []state.Entry) {
 			es[tip].Certificate.Signatures[0][5] ^= 1
 		}),

@@ -239,10 +239,21 @@ func (m *Machine) Input(level uint32, msg []byte) {
 // parent, an equivocation) are skipped one by one with a debug line.
 func (m *Machine) Submit(entries []Entry) error {
 	var fresh, fills []Entry
+	var known []*narwhal.Certificate
 	seen := map[narwhal.Digest]bool{}
 	for i, e := range entries {
 		c := e.Certificate
-		if err := m.verifier.CheckCertificateShape(c); err != nil {
+		// A certificate without signers is "stripped": a poster may drop
+		// the signatures of any certificate a later one in the same
+		// submission names as a parent, since that child's signers vouched
+		// for the parent's digest, which binds its header. Its header is
+		// checked here; a stripped certificate that no authenticated
+		// certificate names is an unsigned tip, and fails below.
+		check := m.verifier.CheckCertificateShape
+		if c.Round() > 0 && len(c.Signers) == 0 && len(c.Signatures) == 0 {
+			check = func(c *narwhal.Certificate) error { return m.verifier.CheckHeader(&c.Header) }
+		}
+		if err := check(c); err != nil {
 			return fmt.Errorf("certificate %d: %w", i, err)
 		}
 		if c.Round() == 0 {
@@ -263,16 +274,26 @@ func (m *Machine) Submit(entries []Entry) error {
 		if !e.Withheld {
 			fills = append(fills, e)
 		}
-		if seen[d] || c.Round() <= m.b.GCRound() || m.known(c) {
+		if seen[d] || c.Round() <= m.b.GCRound() {
 			continue
 		}
 		seen[d] = true
+		if m.known(c) {
+			// Authenticated before: it still vouches for its parents.
+			known = append(known, c)
+			continue
+		}
 		fresh = append(fresh, e)
 	}
 	// Tips carry the authentication: every other new certificate is a
-	// parent (transitively) of a tip, and a tip's signers vouched for its
-	// parents' digests.
+	// parent (transitively) of a tip or of a certificate already held, and
+	// their signers vouched for their parents' digests.
 	referenced := map[narwhal.Digest]bool{}
+	for _, c := range known {
+		for _, p := range c.Header.Parents {
+			referenced[p] = true
+		}
+	}
 	for _, e := range fresh {
 		for _, p := range e.Certificate.Header.Parents {
 			referenced[p] = true

@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tezos-dsn/dsn/internal/pvm"
@@ -66,6 +67,10 @@ type Node struct {
 	l1Seen    bool
 	l1Conn    string
 	l1Changed chan struct{} // closed and replaced on each new L1 head
+
+	// levels processed and the seconds they took, since Open.
+	levels     atomic.Uint64
+	levelNanos atomic.Int64
 
 	// subscribers of /global/monitor_blocks.
 	subMu sync.Mutex
@@ -329,6 +334,8 @@ func (n *Node) processNext(ctx context.Context) error {
 		return fmt.Errorf("%w: level %d: %v", ErrStorage, level, err)
 	}
 	took := time.Since(start)
+	n.levels.Add(1)
+	n.levelNanos.Add(int64(took))
 	n.m.level.Set(float64(level))
 	n.m.levelSeconds.Observe(took.Seconds())
 	n.m.messages.Add(float64(len(msgs)))
@@ -343,6 +350,12 @@ func (n *Node) processNext(ctx context.Context) error {
 	n.batcher.included(in)
 	n.publish(rec)
 	return nil
+}
+
+// LevelStats returns how many levels this node processed since it was
+// opened and the seconds they took (running the kernel and committing).
+func (n *Node) LevelStats() (levels uint64, seconds float64) {
+	return n.levels.Load(), time.Duration(n.levelNanos.Load()).Seconds()
 }
 
 // ErrStorage reports that the node's storage failed; the node must stop.

@@ -25,7 +25,9 @@ type Config struct {
 	// BlockTime is the interval between two levels, 100ms to 6s.
 	BlockTime config.Duration `toml:"block_time"`
 	// Accounts are the "edpk…" public keys allowed as operation sources.
-	// Each starts at counter 0. Default: the BootstrapAccounts' keys.
+	// Each starts at counter 0. Default: the keys of
+	// tezos.SandboxAccounts(tezos.SandboxAccountCount), the bootstrap
+	// accounts first.
 	Accounts []string `toml:"accounts"`
 	// MaxBlockBytes bounds the operation bytes of one block; at least
 	// tezos.MaxOperationSize so that every valid operation fits.
@@ -43,8 +45,8 @@ type Config struct {
 
 // DefaultConfig returns the defaults; DataDir must still be set.
 func DefaultConfig() Config {
-	accounts := make([]string, 0, len(tezos.BootstrapAccounts))
-	for _, a := range tezos.BootstrapAccounts {
+	var accounts []string
+	for _, a := range tezos.SandboxAccounts(tezos.SandboxAccountCount) {
 		priv, err := tezos.ParseSecretKey(a.SecretKey)
 		if err != nil {
 			panic(fmt.Sprintf("sandbox: bootstrap account %s: %v", a.Name, err))

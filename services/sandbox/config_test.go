@@ -15,7 +15,7 @@ func TestConfigValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if d := DefaultConfig(); d.Listen != ":20000" || d.BlockTime.Duration != time.Second || len(d.Accounts) != len(tezos.BootstrapAccounts) ||
+	if d := DefaultConfig(); d.Listen != ":20000" || d.BlockTime.Duration != time.Second || len(d.Accounts) != tezos.SandboxAccountCount ||
 		d.MaxBlockBytes != 512<<10 || d.MaxOperationsTTL != 120 {
 		t.Fatalf("defaults %+v", d)
 	}

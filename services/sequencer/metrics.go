@@ -7,12 +7,12 @@ import (
 
 // metrics are the sequencer's Prometheus series (GET /metrics).
 type metrics struct {
-	reg                            *prometheus.Registry
-	accepted, ordered, unavailable prometheus.Counter
-	verified, mismatches           prometheus.Counter
-	posted, postedMsgs             prometheus.Counter
-	postErrors, reposts            prometheus.Counter
-	rejected                       *prometheus.CounterVec
+	reg                             *prometheus.Registry
+	accepted, ordered, unavailable  prometheus.Counter
+	verified, mismatches            prometheus.Counter
+	posted, postedMsgs, postedBytes prometheus.Counter
+	postErrors, reposts             prometheus.Counter
+	rejected                        *prometheus.CounterVec
 }
 
 func newMetrics(s *Sequencer) *metrics {
@@ -31,6 +31,7 @@ func newMetrics(s *Sequencer) *metrics {
 		mismatches:  c("verification_mismatches_total", "Tracked transactions whose place in the kernel's block differs from the pre-block's (never expected)."),
 		posted:      c("certificates_posted_total", "Certificates posted to the rollup node."),
 		postedMsgs:  c("messages_posted_total", "Inbox messages (DA chunks) posted to the rollup node."),
+		postedBytes: c("posted_bytes_total", "Bytes of the inbox messages posted to the rollup node."),
 		postErrors:  c("post_errors_total", "Posts the rollup node refused or that failed (retried)."),
 		reposts:     c("reposts_total", "Times posting restarted from the rollup's DAG because it stalled."),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dsn_sequencer", Name: "requests_rejected_total",

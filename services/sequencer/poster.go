@@ -171,7 +171,7 @@ func (p *poster) flushLocked(ctx context.Context) {
 	if len(p.pending) == 0 {
 		return
 	}
-	chunks, err := da.Split(state.EncodeSubmission(p.pending))
+	chunks, err := da.Split(state.EncodeSubmission(state.StripSignatures(p.pending)))
 	if err != nil {
 		p.s.log.Error("submission not framed", "err", err, "certificates", len(p.pending))
 		p.pending, p.bytes = nil, 0
@@ -188,8 +188,14 @@ func (p *poster) flushLocked(ctx context.Context) {
 	}
 	top := p.pending[len(p.pending)-1].Certificate.Round()
 	p.posted = max(p.posted, top)
+	bytes := 0
+	for _, m := range msgs {
+		bytes += len(m)
+	}
 	p.s.metrics.posted.Add(float64(len(p.pending)))
 	p.s.metrics.postedMsgs.Add(float64(len(msgs)))
+	p.s.metrics.postedBytes.Add(float64(bytes))
+	p.s.postedBytes.Add(uint64(bytes))
 	p.pending, p.bytes = nil, 0
 }
 
@@ -199,11 +205,29 @@ func (p *poster) watch(ctx context.Context) {
 	t := time.NewTicker(p.s.cfg.VerifyInterval)
 	defer t.Stop()
 	p.progress = time.Now()
+	// Each level the rollup node processes (its monitor_blocks stream)
+	// triggers a check at once; the ticker covers a broken stream.
+	blocks := make(chan struct{}, 1)
+	go func() {
+		for ctx.Err() == nil {
+			err := p.rollup.monitorBlocks(ctx, func() {
+				select {
+				case blocks <- struct{}{}:
+				default:
+				}
+			})
+			if ctx.Err() == nil {
+				p.s.log.Debug("rollup block stream lost; reconnecting", "err", err)
+				sleepCtx(ctx, time.Second)
+			}
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-blocks:
 		}
 		max := p.rollupDAGMax(ctx)
 		p.mu.Lock()
@@ -261,6 +285,9 @@ func (b blockStore) Get(string) ([]byte, bool) { return b.raw, true }
 func (blockStore) Put(string, []byte)          {}
 func (blockStore) Delete(string)               {}
 
+// PostedBytes returns the bytes of inbox messages this sequencer posted.
+func (s *Sequencer) PostedBytes() uint64 { return s.postedBytes.Load() }
+
 // unverifiedUpTo lists the blocks ≤ head holding ordered, unverified
 // tracked transactions.
 func (s *Sequencer) unverifiedUpTo(head uint64) []uint64 {
@@ -291,7 +318,7 @@ func (s *Sequencer) markVerified(n uint64, level uint32, digests []narwhal.Diges
 			continue
 		}
 		lv, blk := level, n
-		st.Status, st.Level, st.Block = "verified", &lv, &blk
+		st.Status, st.Level, st.Block, st.VerifiedAt = "verified", &lv, &blk, time.Now().UTC().Format(time.RFC3339Nano)
 		s.metrics.verified.Inc()
 	}
 	delete(s.byIndex, n)

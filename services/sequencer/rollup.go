@@ -91,3 +91,28 @@ func (c *rollupClient) inject(ctx context.Context, msgs [][]byte) error {
 	var ids []string
 	return c.do(ctx, http.MethodPost, "/local/batcher/injection?drop_duplicate=true", hexes, &ids)
 }
+
+// monitorBlocks calls fn for each L2 block of the rollup node's
+// /global/monitor_blocks stream until it ends or ctx is done.
+func (c *rollupClient) monitorBlocks(ctx context.Context, fn func()) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/global/monitor_blocks", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{}).Do(req) // no timeout: a stream
+	if err != nil {
+		return fmt.Errorf("rollup node: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("rollup node monitor_blocks: %s", resp.Status)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var b json.RawMessage
+		if err := dec.Decode(&b); err != nil {
+			return err
+		}
+		fn()
+	}
+}

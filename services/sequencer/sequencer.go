@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/blake2b"
@@ -57,7 +58,8 @@ type Config struct {
 	PostInterval       time.Duration
 	MaxSubmissionBytes int
 	// VerifyInterval is how often the rollup's head is read to mark
-	// transactions verified.
+	// transactions verified when no new L2 block is announced (each block
+	// of the rollup node's monitor_blocks stream triggers a read at once).
 	VerifyInterval time.Duration
 	// RepostAfter: when the rollup's DAG has not advanced for this long
 	// while more was posted, the sequencer posts again from the rollup's DAG.
@@ -67,7 +69,7 @@ type Config struct {
 // DefaultConfig returns defaults for nodes.
 func DefaultConfig(nodes []Endpoint) Config {
 	return Config{Nodes: nodes, MaxTransactionSize: 256 << 10, SubmitTimeout: 5 * time.Second, Tracked: 1_000_000,
-		PostInterval: 250 * time.Millisecond, MaxSubmissionBytes: 1 << 20, VerifyInterval: 250 * time.Millisecond, RepostAfter: 15 * time.Second}
+		PostInterval: 250 * time.Millisecond, MaxSubmissionBytes: 1 << 20, VerifyInterval: time.Second, RepostAfter: 15 * time.Second}
 }
 
 // Status is what the API says about a transaction.
@@ -82,8 +84,9 @@ type Status struct {
 	// Block and Level say where a verified transaction is: the kernel's
 	// block (equal to Index), and the L1 level at which the sequencer saw
 	// the rollup holding it (at or after the level that wrote it).
-	Block *uint64 `json:"block,omitempty"`
-	Level *uint32 `json:"level,omitempty"`
+	Block      *uint64 `json:"block,omitempty"`
+	Level      *uint32 `json:"level,omitempty"`
+	VerifiedAt string  `json:"verified_at,omitempty"` // RFC 3339, when this sequencer saw the block in the rollup
 }
 
 // Sequencer serves the API. Create it with New, run Follow in a goroutine,
@@ -106,6 +109,8 @@ type Sequencer struct {
 	next    int              // node to try first
 	head    uint64           // last pre-block followed
 	up      []bool           // node answered its last call
+
+	postedBytes atomic.Uint64 // bytes of inbox messages posted
 }
 
 // New connects (lazily) to the nodes.
