@@ -39,6 +39,11 @@ type node struct {
 	value    []byte
 	hasValue bool
 	children map[string]*node
+	// sum memoizes hash(); every change clears it on the changed path
+	// (Durable.touch*), so a level's state hash costs what the level
+	// changed, not the size of the whole state.
+	sum    [32]byte
+	summed bool
 }
 
 func (n *node) empty() bool { return !n.hasValue && len(n.children) == 0 }
@@ -67,6 +72,9 @@ func (n *node) sortedKeys() []string {
 // hash is a Merkle hash of the subtree: BLAKE2b-256 over the value and the
 // children's names and hashes, in name order.
 func (n *node) hash() [32]byte {
+	if n.summed {
+		return n.sum
+	}
 	h, _ := blake2b.New256(nil)
 	if n.hasValue {
 		h.Write([]byte{1})
@@ -81,9 +89,9 @@ func (n *node) hash() [32]byte {
 		h.Write([]byte(k))
 		h.Write(ch[:])
 	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	h.Sum(n.sum[:0])
+	n.summed = true
+	return n.sum
 }
 
 func lenBytes(n int) []byte { return []byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)} }
@@ -112,12 +120,29 @@ func joinPath(segs []string) string {
 	return "/" + strings.Join(segs, "/")
 }
 
+// touchValue and touchTree record a change for Commit and clear the
+// memoized hashes along its path. Every change goes through one of them.
 func (d *Durable) touchValue(segs []string) {
 	d.journal = append(d.journal, change{path: joinPath(segs)})
+	d.unsum(segs)
 }
 
 func (d *Durable) touchTree(segs []string) {
 	d.journal = append(d.journal, change{path: joinPath(segs), tree: true})
+	d.unsum(segs)
+}
+
+// unsum clears the memoized hashes from the root down segs (as far as the
+// path exists: a removed node's parents are cleared).
+func (d *Durable) unsum(segs []string) {
+	n := d.root
+	n.summed = false
+	for _, s := range segs {
+		if n = n.children[s]; n == nil {
+			return
+		}
+		n.summed = false
+	}
 }
 
 // setValue replaces the value at segs.

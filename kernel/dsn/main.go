@@ -7,6 +7,7 @@ package main
 
 import (
 	"fmt"
+	"runtime/debug"
 
 	"github.com/tezos-dsn/dsn/kernel/sdk"
 	"github.com/tezos-dsn/dsn/kernel/state"
@@ -40,6 +41,12 @@ func (durable) Delete(k string) {
 //lint:ignore U1000 called by the PVM through the wasm export
 //go:wasmexport kernel_run
 func kernelRun() {
+	// Every kernel_run starts from a fresh instance and its memory is
+	// dropped at the end: collecting garbage during the run is wasted
+	// work, so the collector runs only if the heap nears the limit (the
+	// PVM host gives 256 MiB; see internal/pvm.Config.MaxMemoryPages).
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(160 << 20)
 	rollup, _, err := sdk.Metadata()
 	if err != nil {
 		sdk.Debug(fmt.Sprintf("dsn: rollup metadata: %v", err))

@@ -74,16 +74,22 @@ func startSandbox(t *testing.T, dir string) string {
 const rollupAddr = "sr18hRM2ke5FCVvjhqkDAhGPMzbPCrzJ8wrU"
 
 type node struct {
-	n      *rollupnode.Node
-	url    string
-	cancel context.CancelFunc
-	done   chan struct{}
+	n        *rollupnode.Node
+	url      string
+	cancel   context.CancelFunc
+	done     chan struct{}
+	stopOnce sync.Once
 }
 
+// stop stops the node and closes its storage; startNode also registers it
+// as a cleanup, so that a failed test does not leave the node writing
+// into a removed temporary directory.
 func (n *node) stop() {
-	n.cancel()
-	<-n.done
-	n.n.Close()
+	n.stopOnce.Do(func() {
+		n.cancel()
+		<-n.done
+		n.n.Close()
+	})
 }
 
 func testConfig(t *testing.T, l1, dir string) rollupnode.Config {
@@ -103,6 +109,7 @@ func startNode(t *testing.T, cfg rollupnode.Config) *node {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &node{n: n, url: srv.URL, cancel: cancel, done: make(chan struct{})}
 	go func() { n.Run(ctx); close(out.done) }()
+	t.Cleanup(out.stop)
 	t.Cleanup(srv.Close)
 	return out
 }
@@ -188,7 +195,7 @@ func TestInjectedMessagesReachTheKernelInOrder(t *testing.T) {
 	ids = append(ids, more...)
 
 	var st status
-	waitFor(t, "the last message included", 20*time.Second, func() bool {
+	waitFor(t, "the last message included", 40*time.Second, func() bool {
 		get(t, n.url+"/local/batcher/queue/"+ids[len(ids)-1], &st)
 		return st.Status == "included"
 	})
@@ -273,7 +280,7 @@ func TestBadRequests(t *testing.T) {
 		{"no such rpc", "GET", "/global/nothing", "", 404},
 		{"wrong method", "DELETE", "/global/smart_rollup_address", "", 404},
 	}
-	waitFor(t, "a processed level", 10*time.Second, func() bool { return n.n.Head() >= 2 })
+	waitFor(t, "a processed level", 30*time.Second, func() bool { return n.n.Head() >= 2 })
 	for _, c := range cases {
 		req, _ := http.NewRequest(c.method, n.url+c.path, bytes.NewReader([]byte(c.body)))
 		resp, err := http.DefaultClient.Do(req)
@@ -304,7 +311,7 @@ func TestTwoNodesAgreeAndRestartResumes(t *testing.T) {
 		post(t, a.url+"/local/batcher/injection?drop_duplicate=false", []string{hex.EncodeToString(fmt.Appendf(nil, "before %d", i))}, nil)
 		time.Sleep(120 * time.Millisecond)
 	}
-	waitFor(t, "a few levels", 10*time.Second, func() bool { return a.n.Head() >= 8 })
+	waitFor(t, "a few levels", 30*time.Second, func() bool { return a.n.Head() >= 8 })
 	a.stop()
 	stoppedAt := a.n.Head()
 	time.Sleep(500 * time.Millisecond) // levels go by while it is down
@@ -319,7 +326,7 @@ func TestTwoNodesAgreeAndRestartResumes(t *testing.T) {
 		time.Sleep(120 * time.Millisecond)
 	}
 	target := a.n.Head() + 5
-	waitFor(t, "both nodes past the restart", 20*time.Second, func() bool { return a.n.Head() >= target && b.n.Head() >= target })
+	waitFor(t, "both nodes past the restart", 40*time.Second, func() bool { return a.n.Head() >= target && b.n.Head() >= target })
 	for lv := uint32(1); lv <= target; lv++ {
 		var ha, hb string
 		get(t, fmt.Sprintf("%s/global/block/%d/state_hash", a.url, lv), &ha)

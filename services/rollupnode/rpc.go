@@ -23,14 +23,21 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /global/smart_rollup_address", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, n.cfg.Rollup)
 	})
+	// Before its first level, the node knows no L1 head: octez answers
+	// null (not an error) to both.
 	mux.HandleFunc("GET /global/tezos_level", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, n.Head())
+		if rec, ok, _ := n.readRecord(n.Head()); ok {
+			reply(w, rec.Level)
+			return
+		}
+		reply(w, nil)
 	})
 	mux.HandleFunc("GET /global/tezos_head", func(w http.ResponseWriter, r *http.Request) {
-		rec, ok := n.block(w, "head")
-		if ok {
+		if rec, ok, _ := n.readRecord(n.Head()); ok {
 			reply(w, rec.Hash)
+			return
 		}
+		reply(w, nil)
 	})
 	mux.HandleFunc("GET /global/block/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if rec, ok := n.block(w, r.PathValue("id")); ok {
@@ -49,22 +56,34 @@ func (n *Node) Handler() http.Handler {
 	field("state_hash", func(r *record) any { return r.StateHash })
 	field("status", func(r *record) any { return pvmStatus(r) })
 	field("num_messages", func(r *record) any { return strconv.Itoa(len(r.Messages)) })
-	field("outbox", func(r *record) any { return outbox(r) })
-	mux.HandleFunc("GET /global/block/{id}/outbox/{level}/messages", func(w http.ResponseWriter, r *http.Request) {
-		lv, err := strconv.ParseUint(r.PathValue("level"), 10, 32)
-		if err != nil {
-			n.fail(w, http.StatusBadRequest, "invalid_outbox_level", "outbox level "+strconv.Quote(r.PathValue("level"))+" is not a level")
+	// The outbox of a level as the state at block {id} holds it: the
+	// block's own level by default (?outbox_level= picks another), and
+	// nothing for a level after the block's.
+	outboxAt := func(w http.ResponseWriter, id, level string) {
+		blk, ok := n.block(w, id)
+		if !ok {
 			return
 		}
-		if _, ok := n.block(w, r.PathValue("id")); !ok {
-			return
+		lv := uint64(blk.Level)
+		if level != "" {
+			var err error
+			if lv, err = strconv.ParseUint(level, 10, 32); err != nil {
+				n.fail(w, http.StatusBadRequest, "invalid_outbox_level", "outbox level "+strconv.Quote(level)+" is not a level")
+				return
+			}
 		}
 		rec, ok, err := n.readRecord(uint32(lv))
-		if err != nil || !ok {
+		if err != nil || !ok || rec.Level > blk.Level {
 			reply(w, []outboxMessage{})
 			return
 		}
 		reply(w, outbox(rec))
+	}
+	mux.HandleFunc("GET /global/block/{id}/outbox", func(w http.ResponseWriter, r *http.Request) {
+		outboxAt(w, r.PathValue("id"), r.URL.Query().Get("outbox_level"))
+	})
+	mux.HandleFunc("GET /global/block/{id}/outbox/{level}/messages", func(w http.ResponseWriter, r *http.Request) {
+		outboxAt(w, r.PathValue("id"), r.PathValue("level"))
 	})
 	durable := func(name string, f func(path string) any) {
 		mux.HandleFunc("GET /global/block/{id}/durable/wasm_2_0_0/"+name, func(w http.ResponseWriter, r *http.Request) {
