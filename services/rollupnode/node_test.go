@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -343,5 +344,43 @@ func TestTwoNodesAgreeAndRestartResumes(t *testing.T) {
 		if counter != other {
 			t.Fatalf("counters differ: %s and %s", counter, other)
 		}
+	}
+}
+
+// A kernel that traps marks its level stuck; the node records it, keeps
+// following the L1 and serving, and the next levels run normally.
+func TestStuckLevelIsMarkedAndTheNodeGoesOn(t *testing.T) {
+	l1 := startSandbox(t, t.TempDir())
+	n := startNode(t, testConfig(t, l1, t.TempDir()))
+	var ids []string
+	post(t, n.url+"/local/batcher/injection?drop_duplicate=false", []string{hex.EncodeToString([]byte("panic"))}, &ids)
+	var st status
+	waitFor(t, "the panic message included", 30*time.Second, func() bool {
+		get(t, n.url+"/local/batcher/queue/"+ids[0], &st)
+		return st.Status == "included"
+	})
+	var verdict string
+	get(t, fmt.Sprintf("%s/global/block/%d/status", n.url, st.Layer1.Level), &verdict)
+	if !strings.HasPrefix(verdict, "Stuck") {
+		t.Fatalf("level %d: status %q, want stuck", st.Layer1.Level, verdict)
+	}
+	// The node goes on: a later message is processed and echoed.
+	post(t, n.url+"/local/batcher/injection?drop_duplicate=false", []string{hex.EncodeToString([]byte("after"))}, &ids)
+	waitFor(t, "the next message included", 30*time.Second, func() bool {
+		get(t, n.url+"/local/batcher/queue/"+ids[0], &st)
+		return st.Status == "included"
+	})
+	get(t, fmt.Sprintf("%s/global/block/%d/status", n.url, st.Layer1.Level), &verdict)
+	if verdict != "Waiting for input message" {
+		t.Fatalf("level %d after the stuck one: status %q", st.Layer1.Level, verdict)
+	}
+	var outbox []struct{ Message string }
+	get(t, fmt.Sprintf("%s/global/block/%d/outbox/%d/messages", n.url, st.Layer1.Level, st.Layer1.Level), &outbox)
+	found := false
+	for _, o := range outbox {
+		found = found || o.Message == "01"+hex.EncodeToString([]byte("after"))
+	}
+	if !found {
+		t.Fatalf("the message after the stuck level was not echoed: %v", outbox)
 	}
 }
