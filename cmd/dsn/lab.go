@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -92,7 +94,52 @@ func runLabStatus(ctx context.Context, args []string) error {
 			state = fmt.Sprintf("%s: %d nodes answered its last call, following pre-block %d", strings.ToLower(http.StatusText(resp.StatusCode)), h.NodesUp, h.Head)
 		}
 	}
-	fmt.Printf("\nsequencer  http://%s  %s\n", seq, state)
+	fmt.Printf("\nsequencer    http://%s  %s\n", seq, state)
+	getJSON := func(url string, out any) error {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(c, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s", resp.Status)
+		}
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	rollup := fmt.Sprintf("http://127.0.0.1:%d", lab.RollupPort)
+	var level *uint32
+	var head *string
+	if err := getJSON(rollup+"/global/tezos_level", &level); err != nil {
+		fmt.Printf("rollup node  %s  down (%v)\n", rollup, err)
+	} else {
+		blocks := "none yet"
+		if getJSON(rollup+"/global/block/head/durable/wasm_2_0_0/value?key=/dsn/head", &head) == nil && head != nil {
+			if raw, err := hex.DecodeString(*head); err == nil && len(raw) == 8 {
+				blocks = fmt.Sprint(binary.BigEndian.Uint64(raw))
+			}
+		}
+		l := "none"
+		if level != nil {
+			l = fmt.Sprint(*level)
+		}
+		fmt.Printf("rollup node  %s  up: processed L1 level %s, the kernel's last block %s\n", rollup, l, blocks)
+	}
+	sandbox := fmt.Sprintf("http://127.0.0.1:%d", lab.SandboxPort)
+	var h struct {
+		Level int64  `json:"level"`
+		Hash  string `json:"hash"`
+	}
+	if err := getJSON(sandbox+"/chains/main/blocks/head/header", &h); err != nil {
+		fmt.Printf("L1 sandbox   %s  down (%v)\n", sandbox, err)
+	} else {
+		fmt.Printf("L1 sandbox   %s  up: level %d (%s)\n", sandbox, h.Level, h.Hash)
+	}
 	if down > 0 {
 		return fmt.Errorf("%d of %d nodes are down", down, m.Nodes)
 	}
