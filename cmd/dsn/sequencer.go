@@ -24,6 +24,8 @@ func runSequencer(ctx context.Context, args []string) error {
 	listen := fs.String("listen", ":8080", "HTTP API address")
 	nodes := fs.String("nodes", "127.0.0.1:64012/127.0.0.1:64011", "consensus nodes: TRANSACTIONS/EXPORT address pairs, comma-separated")
 	rollup := fs.String("rollup", "", "rollup node RPC URL (octez-smart-rollup-node API) to post to; empty: no posting")
+	rateLimit := fs.Float64("rate-limit", 200, "API requests a second per client address (0: no limit)")
+	rateBurst := fs.Int("rate-burst", 400, "bursts of that many requests per client address")
 	maxTx := fs.Int("max-transaction-size", 256<<10, "largest transaction in bytes (the nodes' max_transaction_size)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -39,6 +41,7 @@ func runSequencer(ctx context.Context, args []string) error {
 	cfg := sequencer.DefaultConfig(eps)
 	cfg.MaxTransactionSize = *maxTx
 	cfg.Rollup = *rollup
+	cfg.RateLimit, cfg.RateBurst = *rateLimit, *rateBurst
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "sequencer")
 	s, err := sequencer.New(cfg, log)
 	if err != nil {

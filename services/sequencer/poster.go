@@ -49,7 +49,11 @@ type poster struct {
 // Post follows the DSN's DAG and posts it to the rollup node until ctx
 // ends. It needs Config.Rollup.
 func (s *Sequencer) Post(ctx context.Context) {
-	p := &poster{s: s, rollup: newRollupClient(s.cfg.Rollup), restart: make(chan struct{}, 1)}
+	if s.rollup == nil {
+		s.log.Error("Post: no rollup node configured")
+		return
+	}
+	p := &poster{s: s, rollup: s.rollup, restart: make(chan struct{}, 1)}
 	for ctx.Err() == nil {
 		a, err := p.rollup.address(ctx)
 		if err == nil {
@@ -320,6 +324,7 @@ func (s *Sequencer) markVerified(n uint64, level uint32, digests []narwhal.Diges
 		lv, blk := level, n
 		st.Status, st.Level, st.Block, st.VerifiedAt = "verified", &lv, &blk, time.Now().UTC().Format(time.RFC3339Nano)
 		s.metrics.verified.Inc()
+		s.publishLocked(st)
 	}
 	delete(s.byIndex, n)
 }

@@ -64,11 +64,17 @@ type Config struct {
 	// RepostAfter: when the rollup's DAG has not advanced for this long
 	// while more was posted, the sequencer posts again from the rollup's DAG.
 	RepostAfter time.Duration
+	// RateLimit is the API requests a second each client address may make
+	// (bursts of RateBurst); 0 disables the limit. /health, /metrics and
+	// the event stream are not limited.
+	RateLimit float64
+	RateBurst int
 }
 
 // DefaultConfig returns defaults for nodes.
 func DefaultConfig(nodes []Endpoint) Config {
 	return Config{Nodes: nodes, MaxTransactionSize: 256 << 10, SubmitTimeout: 5 * time.Second, Tracked: 1_000_000,
+		RateLimit: 200, RateBurst: 400,
 		PostInterval: 250 * time.Millisecond, MaxSubmissionBytes: 1 << 20, VerifyInterval: time.Second, RepostAfter: 15 * time.Second}
 }
 
@@ -111,6 +117,10 @@ type Sequencer struct {
 	up      []bool           // node answered its last call
 
 	postedBytes atomic.Uint64 // bytes of inbox messages posted
+
+	limit  *limiter
+	rollup *rollupClient           // nil without Config.Rollup
+	subs   map[chan event]struct{} // event-stream subscribers (s.mu)
 }
 
 // New connects (lazily) to the nodes.
@@ -118,8 +128,12 @@ func New(cfg Config, log *slog.Logger) (*Sequencer, error) {
 	if len(cfg.Nodes) == 0 {
 		return nil, errors.New("sequencer: no consensus node endpoints")
 	}
-	s := &Sequencer{cfg: cfg, log: log, status: map[narwhal.Digest]*Status{}, byIndex: map[uint64][]narwhal.Digest{}, up: make([]bool, len(cfg.Nodes))}
+	s := &Sequencer{cfg: cfg, log: log, status: map[narwhal.Digest]*Status{}, byIndex: map[uint64][]narwhal.Digest{}, subs: map[chan event]struct{}{}, up: make([]bool, len(cfg.Nodes))}
 	s.metrics = newMetrics(s)
+	s.limit = newLimiter(cfg.RateLimit, cfg.RateBurst)
+	if cfg.Rollup != "" {
+		s.rollup = newRollupClient(cfg.Rollup)
+	}
 	for _, e := range cfg.Nodes {
 		for _, addr := range []string{e.Transactions, e.Export} {
 			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -296,6 +310,7 @@ func (s *Sequencer) apply(pb *dsnv1.PreBlock) error {
 					index, position := pb.Index, pos
 					st.Status, st.Index, st.Position, st.OrderedAt = "ordered", &index, &position, at
 					s.metrics.ordered.Inc()
+					s.publishLocked(st)
 					if s.cfg.Rollup != "" {
 						s.byIndex[pb.Index] = append(s.byIndex[pb.Index], id)
 					}
@@ -311,9 +326,13 @@ func (s *Sequencer) apply(pb *dsnv1.PreBlock) error {
 // Handler returns the HTTP API (docs/sequencer.md).
 func (s *Sequencer) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/transactions", s.postTransaction)
-	mux.HandleFunc("POST /broadcast", s.postTransaction)
-	mux.HandleFunc("GET /v1/transactions/{id}", s.getTransaction)
+	mux.HandleFunc("POST /v1/transactions", s.limited(s.postTransaction))
+	mux.HandleFunc("POST /broadcast", s.limited(s.postTransaction))
+	mux.HandleFunc("GET /v1/transactions/{id}", s.limited(s.getTransaction))
+	mux.HandleFunc("GET /v1/head", s.limited(s.getHead))
+	mux.HandleFunc("GET /v1/blocks/{n}", s.limited(s.getBlock))
+	mux.HandleFunc("GET /v1/authorities", s.limited(s.getAuthorities))
+	mux.HandleFunc("GET /v1/events", s.getEvents)
 	mux.HandleFunc("GET /health", s.health)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	return mux

@@ -1,10 +1,13 @@
 package sequencer_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +26,12 @@ func TestTransactionsReachVerified(t *testing.T) {
 	_, url, _ := s.Sequencer(t)
 	const n = 100
 	var ids []string
+	// The event stream, opened before the first submission.
+	events, err := http.Get(url + "/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Body.Close()
 	start := time.Now()
 	for i := range n {
 		r := do(t, "POST", url+"/v1/transactions", "application/octet-stream", fmt.Appendf(nil, "verified-tx-%03d", i))
@@ -56,6 +65,57 @@ func TestTransactionsReachVerified(t *testing.T) {
 		}
 		top = max(top, *st.Index)
 	}
+	// The stream said each transaction was ordered, then verified.
+	kinds := map[string]string{}
+	sc := bufio.NewScanner(events.Body)
+	sc.Buffer(nil, 1<<20)
+	var kind string
+	for len(kinds) < n || !allVerified(kinds) {
+		if !sc.Scan() {
+			t.Fatalf("event stream ended: %v (%d transactions seen)", sc.Err(), len(kinds))
+		}
+		line := sc.Text()
+		if k, ok := strings.CutPrefix(line, "event: "); ok {
+			kind = k
+		} else if d, ok := strings.CutPrefix(line, "data: "); ok {
+			var st sequencer.Status
+			if err := json.Unmarshal([]byte(d), &st); err != nil || st.Status != kind {
+				t.Fatalf("event %q with data %s", kind, d)
+			}
+			if kinds[st.ID] == "" && kind != "ordered" || kinds[st.ID] == "verified" {
+				t.Fatalf("%s: event %s after %q", st.ID, kind, kinds[st.ID])
+			}
+			kinds[st.ID] = kind
+		}
+	}
+	// The rollup's view through the API: head, the block, the committee.
+	var head struct {
+		Block        uint64 `json:"block"`
+		OrderingHash string `json:"ordering_hash"`
+	}
+	getJSON(t, url+"/v1/head", &head)
+	if head.Block < top || len(head.OrderingHash) != 64 {
+		t.Fatalf("head %+v, want a block ≥ %d and an ordering hash", head, top)
+	}
+	var one sequencer.Status
+	for _, st := range final {
+		one = st
+		break
+	}
+	var blk struct{ Transactions []string }
+	getJSON(t, fmt.Sprintf("%s/v1/blocks/%d", url, *one.Block), &blk)
+	if *one.Position >= len(blk.Transactions) || blk.Transactions[*one.Position] != one.ID {
+		t.Fatalf("GET /v1/blocks/%d does not hold %s at %d", *one.Block, one.ID, *one.Position)
+	}
+	var auth struct{ Authorities []struct{ Stake uint64 } }
+	getJSON(t, url+"/v1/authorities", &auth)
+	if len(auth.Authorities) != s.Cluster.Size() {
+		t.Fatalf("GET /v1/authorities: %d authorities, want %d", len(auth.Authorities), s.Cluster.Size())
+	}
+	if r := do(t, "GET", url+"/v1/blocks/999999999", "", nil); r.code != http.StatusNotFound {
+		t.Fatalf("a block not yet written: %d", r.code)
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	export, err := s.Cluster.ReadExport(ctx, 0, 0, func(pb *dsnv1.PreBlock) bool { return pb.Index >= top })
@@ -156,4 +216,28 @@ func TestPostingSurvivesFailures(t *testing.T) {
 		}
 	}
 	t.Logf("%d transactions, each once in the kernel's %d blocks, equal to the DSN's Export, through a node failure, a sequencer restart and a second poster", len(submitted), head)
+}
+
+func allVerified(kinds map[string]string) bool {
+	for _, k := range kinds {
+		if k != "verified" {
+			return false
+		}
+	}
+	return true
+}
+
+func getJSON(t *testing.T, url string, out any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
 }
