@@ -1,11 +1,17 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,15 +20,19 @@ import (
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/crypto/mtls"
+	"github.com/tezos-dsn/dsn/internal/da"
 	"github.com/tezos-dsn/dsn/internal/dsnclient"
+	"github.com/tezos-dsn/dsn/internal/tezos"
 	"github.com/tezos-dsn/dsn/lab"
 )
 
-// TestRestartAllAndBadInput: garbage at every door of a node (bad
-// transactions, oversize messages, a TLS client with a key outside the
-// committee on the peer port) changes nothing; then all 7 containers are
-// stopped and started again from their volumes, and every acknowledged
-// transaction is ordered exactly once, identically on every node.
+// TestRestartAllAndBadInput: garbage at every door (bad transactions,
+// oversize messages, a TLS client with a key outside the committee on the
+// peer port, malformed calls to the sequencer and the rollup node, garbage
+// inbox messages for the kernel) changes nothing; then all 10 containers
+// are stopped and started again from their volumes, every acknowledged
+// transaction is ordered exactly once, identically on every node, and the
+// kernel's blocks equal the nodes' pre-blocks.
 func TestRestartAllAndBadInput(t *testing.T) {
 	l := startLab(t, 7)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -67,6 +77,46 @@ func TestRestartAllAndBadInput(t *testing.T) {
 		after, err := l.Metrics(ctx, 2)
 		return err == nil && after["dsn_handshakes_rejected_total"] > before["dsn_handshakes_rejected_total"]
 	})
+
+	// Malformed calls to the sequencer and the rollup node: 4xx with a
+	// message.
+	seq := "http://" + l.addr(0, lab.SequencerPort)
+	rollup := "http://" + l.serviceAddr("rollup-node", lab.RollupPort)
+	for _, c := range []struct{ url, body string }{
+		{seq + "/v1/transactions", `{"data":"zz"}`},
+		{seq + "/broadcast", `not json`},
+		{rollup + "/local/batcher/injection?drop_duplicate=false", `{`},
+		{rollup + "/local/batcher/injection?drop_duplicate=false", `["` + strings.Repeat("00", 4096) + `"]`},
+	} {
+		resp, err := http.Post(c.url, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 || len(b) == 0 {
+			t.Errorf("POST %s %.20q: %s %s, want a 4xx with a message", c.url, c.body, resp.Status, b)
+		}
+	}
+	// Garbage inbox messages through the rollup node's batcher: targeted
+	// at the rollup (random bytes, a truncated chunk header), for another
+	// rollup, and untargeted. The kernel skips them (its blocks are
+	// checked against the nodes' pre-blocks at the end).
+	addr, err := tezos.ParseRollup(l.m.RollupAddress())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var garbage []string
+	for _, m := range [][]byte{
+		da.Target(addr, bytes.Repeat([]byte{0xd1, 0xff}, 200)), da.Target(addr, []byte{0xd1, 0x00}),
+		da.Target([20]byte{1}, []byte("another rollup")), []byte("untargeted"),
+	} {
+		garbage = append(garbage, hex.EncodeToString(m))
+	}
+	raw, _ := json.Marshal(garbage)
+	if resp, err := http.Post(rollup+"/local/batcher/injection?drop_duplicate=false", "application/json", bytes.NewReader(raw)); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("injecting garbage inbox messages: %v %v", err, resp.Status)
+	}
 
 	txs := make([][]byte, 300)
 	for i := range txs {
@@ -116,5 +166,6 @@ func TestRestartAllAndBadInput(t *testing.T) {
 			t.Fatalf("node %d vs node 1 after the restart: %v", n, err)
 		}
 	}
-	t.Logf("all 7 restarted from their volumes: %d acknowledged transactions each ordered once, identically on every node", len(txs))
+	blocks := l.KernelAgrees(ref)
+	t.Logf("all 10 containers restarted from their volumes: %d acknowledged transactions each ordered once, identically on every node; the kernel's %d blocks equal the pre-blocks", len(txs), blocks)
 }
