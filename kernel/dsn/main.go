@@ -68,10 +68,14 @@ func kernelRun() {
 	for {
 		msg, ok, err := sdk.ReadInput()
 		if err != nil || !ok {
+			m.EndLevel()
 			st.Flush()
 			return
 		}
 		if msg.Level != level {
+			if level != ^uint32(0) {
+				m.EndLevel()
+			}
 			level = msg.Level
 			m.StartLevel(level)
 		}

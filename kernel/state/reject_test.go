@@ -5,6 +5,7 @@ import (
 	"context"
 	"maps"
 	"math/rand"
+	"strings"
 	"sync"
 	"testing"
 
@@ -283,4 +284,49 @@ func TestWithheldBatchesDelayButNeverChange(t *testing.T) {
 		t.Fatalf("head %d after the batches came; want well past %d", head, block)
 	}
 	t.Logf("withheld certificate held the rollup at block %d; once its batches came, %d blocks equal the nodes' Export", block-1, head)
+}
+
+// A forged submission in the same level as honest ones is rejected alone:
+// the level's submissions, authenticated together first, fall back to one
+// by one, and every honest block still commits.
+func TestForgedSubmissionAmongHonestOnes(t *testing.T) {
+	run := sharedRun(t)
+	st := setup(t, run)
+	honest := messages(t, run.dag, 14)
+	// A certificate moved three rounds up keeps its signatures, which no
+	// longer match its digest, and nothing names it: an unauthenticated tip.
+	fake := cloneEntry(run.dag[len(run.dag)/2])
+	fake.Certificate.Header.Round += 3
+	chunks, err := da.Split(state.EncodeSubmission([]state.Entry{fake}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forged [][]byte
+	for _, ch := range chunks {
+		forged = append(forged, da.Target(rollup, ch.Encode()))
+	}
+	// The forged submission goes in the middle of the level that also
+	// carries the honest ones around it.
+	mid := len(honest) / 2
+	msgs := append(append(append([][]byte{}, honest[:mid]...), forged...), honest[mid:]...)
+	var debug []string
+	m, err := state.Load(st, rollup, state.Digests{}, func(s string) { debug = append(debug, s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.StartLevel(1)
+	for _, msg := range msgs {
+		m.Input(1, msg)
+	}
+	m.EndLevel()
+	rejected := 0
+	for _, d := range debug {
+		if strings.Contains(d, "rejected submission") {
+			rejected++
+		}
+	}
+	if rejected != 1 {
+		t.Fatalf("%d submissions rejected, want the forged one only: %q", rejected, debug)
+	}
+	checkAgainstExport(t, st, run.export)
 }

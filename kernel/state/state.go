@@ -98,6 +98,7 @@ type Machine struct {
 	verifier *narwhal.Verifier
 	b        *bullshark.Bullshark
 	da       *da.Reassembler
+	queued   []queuedSubmission // completed this level, run by EndLevel
 }
 
 // prefixed is a Store under a key prefix.
@@ -199,7 +200,7 @@ func (m *Machine) round(r uint64) ([]*narwhal.Certificate, error) {
 func (m *Machine) Head() uint64 { return u64(m.st, "head") }
 
 // StartLevel expires the reassembler's stale submissions; call it once per
-// level before its messages.
+// level before its messages (and EndLevel after them).
 func (m *Machine) StartLevel(level uint32) { m.da.Expire(level) }
 
 // Input handles one external message of level (its bytes after the
@@ -228,8 +229,40 @@ func (m *Machine) Input(level uint32, msg []byte) {
 		m.debug(fmt.Sprintf("dsn: level %d: skipped submission %x: %v", level, chunk.ID[:4], err))
 		return
 	}
-	if err := m.Submit(entries); err != nil {
-		m.debug(fmt.Sprintf("dsn: level %d: rejected submission %x: %v", level, chunk.ID[:4], err))
+	m.queued = append(m.queued, queuedSubmission{level: level, id: chunk.ID, entries: entries})
+}
+
+// queuedSubmission is a reassembled submission waiting for EndLevel.
+type queuedSubmission struct {
+	level   uint32
+	id      da.ID
+	entries []Entry
+}
+
+// EndLevel runs the submissions completed during the level; call it once
+// the level's messages are read. They are authenticated together first:
+// a tip of one submission that a certificate of a later one names needs
+// no signature check, so a level costs about one round of signature
+// checks however many submissions the posters cut it into (signature
+// checks are most of the kernel's time in the PVM). If that fails, each
+// submission is run on its own, so a bad one is rejected alone, with the
+// outcome it would have had without the others.
+func (m *Machine) EndLevel() {
+	q := m.queued
+	m.queued = nil
+	if len(q) > 1 {
+		var all []Entry
+		for _, s := range q {
+			all = append(all, s.entries...)
+		}
+		if err := m.Submit(all); err == nil {
+			return
+		}
+	}
+	for _, s := range q {
+		if err := m.Submit(s.entries); err != nil {
+			m.debug(fmt.Sprintf("dsn: level %d: rejected submission %x: %v", s.level, s.id[:4], err))
+		}
 	}
 }
 

@@ -118,6 +118,7 @@ func feed(t testing.TB, st mapStore, msgs [][]byte, perLevel int) {
 		for _, msg := range msgs[lo:min(lo+perLevel, len(msgs))] {
 			m.Input(level, msg)
 		}
+		m.EndLevel()
 		level++
 	}
 }
