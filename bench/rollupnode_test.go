@@ -288,4 +288,3 @@ func injectionLatency(b *testing.B, kernel []byte, n int) load.Percentiles {
 	}
 	return load.Summarize(lat)
 }
-

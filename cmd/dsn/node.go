@@ -18,6 +18,8 @@ func nodeCommand() command {
 func runNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	path := fs.String("config", "node.toml", "node config file")
+	minFree := fs.Uint64("min-free-bytes", node.DefaultMinFreeBytes,
+		"refuse transactions (RESOURCE_EXHAUSTED) while the data directory's filesystem has fewer bytes free; 0 disables")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -30,7 +32,7 @@ func runNode(ctx context.Context, args []string) error {
 		return fmt.Errorf("log_level: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	n, err := node.New(cfg, log)
+	n, err := node.New(cfg, log, node.WithMinFreeBytes(*minFree))
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,11 @@ func (s *txServer) check(tx *dsnv1.Transaction) error {
 		return status.Errorf(codes.InvalidArgument, "transaction of %d bytes exceeds the limit of %d bytes",
 			len(tx.Transaction), s.n.cfg.MaxTransactionSize)
 	}
+	// Refused before the disk fills: a node that runs out of space mid-commit
+	// stops (pebble cannot go on), and takes its clients down with it.
+	if err := s.n.lowOnSpace(); err != nil {
+		return status.Error(codes.ResourceExhausted, err.Error())
+	}
 	return nil
 }
 
@@ -83,7 +88,7 @@ func (s *txServer) SubmitTransactionStream(st dsnv1.Transactions_SubmitTransacti
 			for inflight > 0 {
 				collect()
 			}
-			return status.Errorf(codes.InvalidArgument, "transaction %d: %s (%d before it acknowledged)",
+			return status.Errorf(status.Code(err), "transaction %d: %s (%d before it acknowledged)",
 				accepted+uint64(inflight)+1, status.Convert(err).Message(), accepted)
 		}
 		for inflight >= cap(results) {

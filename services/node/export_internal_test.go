@@ -32,7 +32,7 @@ import (
 // an export-only node over it (the Export server reads nothing else).
 func bigPreBlock(t *testing.T, batches, size int, streams int) (*Node, []narwhal.Digest) {
 	t.Helper()
-	st, err := openStore(t.TempDir())
+	st, err := openStore(t.TempDir(), storeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ type metrics struct {
 	dagSize, suspended, queue, inflight  prometheus.Gauge
 	batchesSealed, batchesFromPeers      prometheus.Gauge
 	batchesFetching, batchesMissing      prometheus.Gauge
-	exportStreams                        prometheus.Gauge
+	exportStreams, freeBytes             prometheus.Gauge
 	exported, exportRefused              prometheus.Counter
 	logSuppressed, handshakesRejected    prometheus.Counter
 	messagesIn, messagesOut, badMessages prometheus.Counter
@@ -53,6 +53,7 @@ func newMetrics() *metrics {
 		batchesFetching:    g("batches_fetching", "Batches requested from peers and not stored yet."),
 		batchesMissing:     g("committed_batches_missing", "Batches of committed certificates not stored yet (Export waits for them)."),
 		exportStreams:      g("export_streams", "Export streams being served."),
+		freeBytes:          g("data_dir_free_bytes", "Bytes free for the node in its data directory's filesystem (sampled every second)."),
 		exported:           c("exported_preblocks_total", "Pre-blocks sent on Export streams."),
 		exportRefused:      c("export_refused_total", "Export calls refused because max_export_streams were open."),
 		handshakesRejected: c("handshakes_rejected_total", "Peer TLS handshakes refused (key not in the committee)."),

@@ -15,10 +15,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/vfs"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
@@ -57,6 +59,47 @@ type Node struct {
 	status   replica.Status
 	tracer   Tracer // nil: no latency anatomy
 	feed     dagFeed
+	opts     options
+	free     atomic.Uint64 // free bytes in the data directory's filesystem, last sampled
+}
+
+// DefaultMinFreeBytes is the free-space watermark below which the
+// Transactions API refuses new transactions (RESOURCE_EXHAUSTED).
+const DefaultMinFreeBytes = 256 << 20
+
+// freeSpaceEvery is how often the node samples the free space.
+const freeSpaceEvery = time.Second
+
+// Option adjusts a node beyond its config file.
+type Option func(*options)
+
+type options struct {
+	fs           vfs.FS
+	freeBytes    func(dir string) (uint64, error)
+	minFreeBytes uint64
+}
+
+// WithFS makes the store work through fs instead of the OS's filesystem
+// (tests inject faults with pebble's vfs/errorfs).
+func WithFS(fs vfs.FS) Option { return func(o *options) { o.fs = fs } }
+
+// WithMinFreeBytes sets the free-space watermark (bytes; 0 disables it).
+func WithMinFreeBytes(n uint64) Option { return func(o *options) { o.minFreeBytes = n } }
+
+// WithFreeSpace replaces the free-space probe (statfs of the data
+// directory), for tests.
+func WithFreeSpace(f func(dir string) (uint64, error)) Option {
+	return func(o *options) { o.freeBytes = f }
+}
+
+// statfsFree returns the bytes an unprivileged process may still write in
+// dir's filesystem.
+func statfsFree(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
 }
 
 // Tracer observes where a node's transactions spend their time (latency
@@ -79,8 +122,15 @@ type submission struct {
 }
 
 // New opens the node's store, loads its keys and committee, and recovers the
-// replica. Paths in cfg resolve against its file's directory.
-func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
+// replica. Paths in cfg resolve against its file's directory. A data
+// directory that holds a store which fails the start-up checks is refused
+// with one error naming the directory, what failed and the remedy
+// (ErrStoreDamaged; see openStore and docs/storage.md).
+func New(cfg *config.Node, log *slog.Logger, opts ...Option) (*Node, error) {
+	o := options{freeBytes: statfsFree, minFreeBytes: DefaultMinFreeBytes}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	committee, err := config.LoadCommittee(cfg.Path(cfg.Committee))
 	if err != nil {
 		return nil, err
@@ -109,14 +159,15 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 	// The cache lets the loop verify a burst of certificates in one batch
 	// before the replica checks them one by one (see preVerify).
 	verifier := narwhal.NewVerifierWith(committee, crypto.NewCachedKeySet(keys, 50_000))
-	if err := os.MkdirAll(cfg.Path(cfg.DataDir), 0o755); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	st, err := openStore(cfg.Path(cfg.DataDir))
+	st, err := openStore(cfg.Path(cfg.DataDir), storeOptions{fs: o.fs})
 	if err != nil {
 		return nil, err
 	}
 	log = log.With("node", cfg.Name)
+	if sc := st.checked; sc.took > 0 {
+		log.Info("store checked", "data_dir", st.dir, "tables", sc.tables, "table_bytes", sc.tableBytes,
+			"subdags", sc.subDAGs, "certificates", sc.certs, "took", sc.took.Round(time.Millisecond).String())
+	}
 	rep, err := replica.New(cfg.Replica(), committee, verifier, narwhal.AuthorityID(self), consensusKey, st)
 	if err != nil {
 		st.Close()
@@ -133,8 +184,9 @@ func New(cfg *config.Node, log *slog.Logger) (*Node, error) {
 		store: st, replica: rep, transport: tr, metrics: m,
 		submits: make(chan submission, 4096),
 		headCh:  make(chan struct{}), stopped: make(chan struct{}),
-		head: rep.Status().Committed, addrs: map[string]string{},
+		head: rep.Status().Committed, addrs: map[string]string{}, opts: o,
 	}
+	n.sampleFreeSpace()
 	return n, nil
 }
 
@@ -215,11 +267,28 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.watchFreeSpace(ctx)
+	}()
 	n.transport.serve(ctx, p2p)
 	n.log.Info("node started", "authority", n.self, "p2p", n.Addr("p2p"), "transactions", n.Addr("transactions"),
 		"export", n.Addr("export"), "committed", n.head)
 
-	err = n.loop(ctx)
+	// NB: after a fatal store error the goroutine that hit it is parked
+	// inside the store (see pebbleStore), and it may be the loop (a failed
+	// read): the node stops without waiting for the loop.
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- n.loop(ctx) }()
+	fatal, _ := n.store.Fatal()
+	select {
+	case err = <-loopDone:
+	case <-fatal:
+	}
+	if _, ferr := n.store.Fatal(); ferr != nil {
+		err = fmt.Errorf("stopped on a fatal store error: %w; fix the cause (disk full: free space) and restart, the start-up checks verify the store (see docs/storage.md)", ferr)
+	}
 	cancel()
 	close(n.stopped)
 	api.Stop()
@@ -229,6 +298,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.transport.wait()
 	wg.Wait()
+	if cerr := n.store.Close(); cerr != nil {
+		n.log.Warn("store close", "data_dir", n.store.dir, "err", cerr.Error())
+	}
 	n.log.Info("node stopped", "err", err)
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -282,6 +354,7 @@ func (n *Node) loop(ctx context.Context) error {
 	}()
 	var out replica.Output
 	var stall stallWatch
+	fatal, _ := n.store.Fatal()
 	handle := func(ev any) {
 		switch ev := ev.(type) {
 		case inbound:
@@ -346,6 +419,9 @@ func (n *Node) loop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
+		case <-fatal:
+			_, err := n.store.Fatal()
+			return err
 		case in := <-n.transport.in:
 			group = append(group, in)
 		case s := <-submits:
@@ -496,6 +572,43 @@ func (n *Node) Submit(ctx context.Context, tx []byte) error {
 	case <-n.stopped:
 		return ErrStopped
 	}
+}
+
+// sampleFreeSpace probes the data directory's free space and publishes it.
+// A failed probe counts as plenty (it is logged): the watermark guards
+// against a filling disk, not against a broken probe.
+func (n *Node) sampleFreeSpace() {
+	free, err := n.opts.freeBytes(n.store.dir)
+	if err != nil {
+		n.log.Warn("free space probe", "data_dir", n.store.dir, "err", err)
+		free = ^uint64(0)
+	}
+	n.free.Store(free)
+	n.metrics.freeBytes.Set(float64(free))
+}
+
+// watchFreeSpace samples the free space every freeSpaceEvery until ctx ends.
+func (n *Node) watchFreeSpace(ctx context.Context) {
+	t := time.NewTicker(freeSpaceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.sampleFreeSpace()
+		}
+	}
+}
+
+// lowOnSpace returns a refusal if the data directory's free space is below
+// the watermark.
+func (n *Node) lowOnSpace() error {
+	free := n.free.Load()
+	if n.opts.minFreeBytes == 0 || free >= n.opts.minFreeBytes {
+		return nil
+	}
+	return fmt.Errorf("data_dir %s has %d bytes free, below min_free_bytes %d; retry on another node", n.store.dir, free, n.opts.minFreeBytes)
 }
 
 // Name returns the node's authority name.

@@ -1,43 +1,503 @@
 package node
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/record"
+	"github.com/cockroachdb/pebble/sstable"
+	"github.com/cockroachdb/pebble/vfs"
 
+	"github.com/tezos-dsn/dsn/internal/bullshark"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/store"
 )
 
-// pebbleStore is the node's durable store: store.Reader for the cores, and
-// Apply for their writes (one synced batch per call).
-type pebbleStore struct {
-	mu     sync.RWMutex // readers outside the event loop (Export) may race Close
-	db     *pebble.DB
-	closed bool
+// storeMarker is the file a node writes into its data directory once it has
+// created a store there. From then on the directory is never "new": a store
+// that lost its pebble files is refused, never silently recreated.
+const storeMarker = "DSN_STORE"
+
+// storeRemedy ends every refusal to open a damaged store.
+const storeRemedy = "move the directory aside and start the node on an empty data_dir to resync from peers (see docs/storage.md)"
+
+// ErrStoreDamaged is wrapped by every refusal to open a store that failed a
+// start-up check.
+var ErrStoreDamaged = errors.New("node: store damaged")
+
+// damagedError is a refusal: the directory, what failed (a file or a key)
+// and the remedy, in one message.
+type damagedError struct {
+	dir, what string
+	err       error
 }
 
-func openStore(dir string) (*pebbleStore, error) {
+func (e *damagedError) Error() string {
+	return fmt.Sprintf("store in %s is damaged, the node refuses to start: %s: %v; %s", e.dir, e.what, e.err, storeRemedy)
+}
+
+func (e *damagedError) Unwrap() []error { return []error{ErrStoreDamaged, e.err} }
+
+func damaged(dir, what string, err error) error { return &damagedError{dir: dir, what: what, err: err} }
+
+// storeOptions are the store's seams: the filesystem pebble works through
+// (nil: the OS's; tests wrap it in vfs/errorfs).
+type storeOptions struct {
+	fs vfs.FS
+}
+
+// pebbleStore is the node's durable store: store.Reader for the cores, and
+// Apply for their writes (one synced batch per call).
+//
+// Failure contract: pebble's fatal errors (Logger.Fatalf: a failed WAL
+// write or sync, a failed MANIFEST update) and read errors never panic. The
+// store records the first one (Fatal), tells the node, and parks the
+// goroutine that hit it for good: pebble's contract is that Fatalf does not
+// return, and a core must not go on with a read it could not make. The node
+// then stops without waiting for parked goroutines and the process exits.
+type pebbleStore struct {
+	mu      sync.RWMutex // readers outside the event loop (Export) may race Close
+	db      *pebble.DB
+	dir     string
+	closed  bool
+	fatal   *fatalSignal
+	checked storeCheck // what the start-up check covered (zero for a new store)
+}
+
+// fatalSignal holds the first fatal store error.
+type fatalSignal struct {
+	once sync.Once
+	err  error
+	ch   chan struct{} // closed once err is set
+}
+
+func (f *fatalSignal) set(err error) {
+	f.once.Do(func() {
+		f.err = err
+		close(f.ch)
+	})
+}
+
+// failAndPark records err as fatal and never returns.
+func (f *fatalSignal) failAndPark(err error) {
+	f.set(err)
+	select {}
+}
+
+// Fatal returns a channel closed after a fatal store error, and that error
+// once it is closed.
+func (s *pebbleStore) Fatal() (<-chan struct{}, error) {
+	select {
+	case <-s.fatal.ch:
+		return s.fatal.ch, s.fatal.err
+	default:
+		return s.fatal.ch, nil
+	}
+}
+
+func pebbleOptions(dir string, fs vfs.FS, fatal *fatalSignal, readOnly bool) *pebble.Options {
 	// NB: batches dominate the writes (every node stores every batch). A
 	// larger memtable and a higher L0 stop threshold keep compactions from
 	// stalling the event loop's synced writes under load.
-	db, err := pebble.Open(dir, &pebble.Options{
-		Logger:                      quietLogger{},
+	return &pebble.Options{
+		FS:                          fs,
+		Logger:                      pebbleLogger{dir: dir, fatal: fatal},
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       64,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
+		ReadOnly:                    readOnly,
+		ErrorIfNotExists:            true,
 	}
-	return &pebbleStore{db: db}, nil
 }
 
-// Get implements store.Reader. A read error other than "not found" means the
-// node cannot trust its own state: it panics, and the node stops.
+// openStore opens the store in dir, creating it only if dir is new (empty
+// or absent). An existing store is first opened read-only and checked
+// (checkStore); only a store that passes is opened for writing. Nothing is
+// written before that (but pebble's LOCK file): pebble's read-write open
+// replays and then discards the WAL, so a torn WAL checked afterwards would
+// leave no trace, and a failed open must not rewrite CURRENT or MANIFEST.
+func openStore(dir string, o storeOptions) (*pebbleStore, error) {
+	fs := o.fs
+	if fs == nil {
+		fs = vfs.Default
+	}
+	fatal := &fatalSignal{ch: make(chan struct{})}
+	isNew, err := newDataDir(fs, dir)
+	if err != nil {
+		return nil, err
+	}
+	if isNew {
+		opts := pebbleOptions(dir, fs, fatal, false)
+		opts.ErrorIfNotExists = false
+		db, err := pebble.Open(dir, opts)
+		if err != nil {
+			return nil, fmt.Errorf("create store in %s: %w", dir, err)
+		}
+		if err := writeMarker(fs, dir); err != nil {
+			db.Close()
+			return nil, err
+		}
+		return &pebbleStore{db: db, dir: dir, fatal: fatal}, nil
+	}
+	if err := checkFiles(fs, dir); err != nil {
+		return nil, err
+	}
+	ro, err := pebble.Open(dir, pebbleOptions(dir, fs, fatal, true))
+	if err != nil {
+		return nil, damaged(dir, "pebble open (read-only)", err)
+	}
+	sc, checkErr := checkStore(ro, fs, dir)
+	if err := ro.Close(); err != nil && checkErr == nil {
+		checkErr = damaged(dir, "pebble close (read-only)", err)
+	}
+	if checkErr != nil {
+		return nil, checkErr
+	}
+	db, err := pebble.Open(dir, pebbleOptions(dir, fs, fatal, false))
+	if err != nil {
+		return nil, damaged(dir, "pebble open", err)
+	}
+	if err := writeMarker(fs, dir); err != nil { // a store from before the marker
+		db.Close()
+		return nil, err
+	}
+	return &pebbleStore{db: db, dir: dir, fatal: fatal, checked: sc}, nil
+}
+
+// newDataDir reports whether dir holds nothing yet (a mount point's
+// lost+found aside); it creates dir if absent.
+func newDataDir(fs vfs.FS, dir string) (bool, error) {
+	names, err := fs.List(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := fs.MkdirAll(dir, 0o755); err != nil {
+			return false, fmt.Errorf("data_dir: %w", err)
+		}
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("data_dir %s: %w", dir, err)
+	}
+	for _, name := range names {
+		if name != "lost+found" {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// writeMarker writes the store marker durably (file and directory synced),
+// once.
+func writeMarker(fs vfs.FS, dir string) error {
+	path := fs.PathJoin(dir, storeMarker)
+	if _, err := fs.Stat(path); err == nil {
+		return nil
+	}
+	f, err := fs.Create(path)
+	if err != nil {
+		return fmt.Errorf("store marker %s: %w", path, err)
+	}
+	_, err = io.WriteString(f, "dsn consensus node store: never delete pebble files by hand (docs/storage.md)\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		var d vfs.File
+		if d, err = fs.OpenDir(dir); err == nil {
+			err = d.Sync()
+			d.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store marker %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkFiles checks, without pebble, the files pebble needs to find the
+// store: CURRENT and the MANIFEST it names, and that the newest WAL ends on
+// a whole record. Pebble itself opens a store without CURRENT as a new one
+// and replays a torn WAL up to the tear without a word.
+func checkFiles(fs vfs.FS, dir string) error {
+	names, err := fs.List(dir)
+	if err != nil {
+		return fmt.Errorf("data_dir %s: %w", dir, err)
+	}
+	var newestLog string
+	var newestNum uint64
+	for _, name := range names {
+		if strings.HasPrefix(name, "marker.manifest.") {
+			return checkWAL(fs, dir, newestLogOf(names)) // a format that does not use CURRENT
+		}
+		var num uint64
+		if n, _ := fmt.Sscanf(name, "%d.log", &num); n == 1 && name == fmt.Sprintf("%06d.log", num) && num >= newestNum {
+			newestLog, newestNum = name, num
+		}
+	}
+	raw, err := readAll(fs, fs.PathJoin(dir, "CURRENT"))
+	if errors.Is(err, os.ErrNotExist) {
+		return damaged(dir, "file CURRENT", errors.New("missing (it names the live MANIFEST; without it pebble would start an empty store over the old tables)"))
+	}
+	if err != nil {
+		return damaged(dir, "file CURRENT", err)
+	}
+	manifest := strings.TrimSuffix(string(raw), "\n")
+	if !strings.HasPrefix(manifest, "MANIFEST-") || strings.ContainsAny(manifest, "/\n") {
+		return damaged(dir, "file CURRENT", fmt.Errorf("does not name a MANIFEST: %q", raw))
+	}
+	if _, err := fs.Stat(fs.PathJoin(dir, manifest)); err != nil {
+		return damaged(dir, "file "+manifest+" (named by CURRENT)", err)
+	}
+	return checkWAL(fs, dir, newestLog)
+}
+
+func newestLogOf(names []string) string {
+	var logs []string
+	for _, name := range names {
+		if strings.HasSuffix(name, ".log") {
+			logs = append(logs, name)
+		}
+	}
+	sort.Strings(logs) // fixed-width numbers: byte order is numeric order
+	if len(logs) == 0 {
+		return ""
+	}
+	return logs[len(logs)-1]
+}
+
+func readAll(fs vfs.FS, path string) ([]byte, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 4096))
+}
+
+// checkWAL reads every record of the newest WAL. It must end on a whole
+// record: pebble writes each synced commit with one write, so a process
+// killed at any point leaves whole records, and a tear means bytes that
+// were synced (acted on) are gone. NB: a power loss during a commit can
+// also tear the last record, of a commit that was never acknowledged; the
+// node cannot tell the two apart and refuses both (docs/storage.md).
+func checkWAL(fs vfs.FS, dir, name string) error {
+	if name == "" {
+		return nil
+	}
+	var num uint64
+	fmt.Sscanf(name, "%d.log", &num)
+	f, err := fs.Open(fs.PathJoin(dir, name))
+	if err != nil {
+		return damaged(dir, "WAL "+name, err)
+	}
+	defer f.Close()
+	r := record.NewReader(f, pebble.FileNum(num))
+	records := 0
+	for {
+		rr, err := r.Next()
+		if err == nil {
+			_, err = io.Copy(io.Discard, rr)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return damaged(dir, "WAL "+name, fmt.Errorf("torn after %d whole records, synced writes are lost: %w", records, err))
+		}
+		records++
+	}
+}
+
+// storeCheck says what the start-up check covered and what it cost.
+type storeCheck struct {
+	tables     int
+	tableBytes uint64
+	subDAGs    uint64
+	certs      int
+	took       time.Duration
+}
+
+// checkStore checks a store opened read-only: every table's block
+// checksums, then the node's invariants — the consensus state decodes;
+// committed sub-DAGs 1..last are all stored, each with its certificates;
+// the batches of the last one are stored or marked missing; the last
+// proposed header and the votes decode.
+func checkStore(db *pebble.DB, fs vfs.FS, dir string) (storeCheck, error) {
+	start := time.Now()
+	var sc storeCheck
+	levels, err := db.SSTables()
+	if err != nil {
+		return sc, damaged(dir, "table list", err)
+	}
+	for _, level := range levels {
+		for _, t := range level {
+			name := fmt.Sprintf("%s.sst", t.BackingSSTNum)
+			if err := checkTable(fs, fs.PathJoin(dir, name)); err != nil {
+				return sc, damaged(dir, "table "+name, err)
+			}
+			sc.tables++
+			sc.tableBytes += t.Size
+		}
+	}
+	get := func(key []byte) ([]byte, bool, error) {
+		v, closer, err := db.Get(key)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		defer closer.Close()
+		return append([]byte(nil), v...), true, nil
+	}
+	var last uint64
+	raw, ok, err := get(store.ConsensusKey())
+	if err != nil {
+		return sc, damaged(dir, "key w (consensus state)", err)
+	}
+	if ok {
+		s, err := bullshark.DecodeState(raw)
+		if err != nil {
+			return sc, damaged(dir, "key w (consensus state)", err)
+		}
+		last = s.LastIndex
+	}
+	var audited uint64
+	if raw, ok, err := get(store.AuditedKey()); err != nil {
+		return sc, damaged(dir, "key a (audited index)", err)
+	} else if ok && len(raw) == 8 {
+		audited = binary.BigEndian.Uint64(raw)
+	}
+	// certificate returns a committed certificate through its digest index.
+	certificate := func(d narwhal.Digest, idx uint64) (*narwhal.Certificate, error) {
+		raw, ok, err := get(store.CertDigestKey(d))
+		if err == nil && (!ok || len(raw) != 10) {
+			err = fmt.Errorf("certificate %s of sub-DAG %d: digest index missing", d.Short(), idx)
+		}
+		if err != nil {
+			return nil, err
+		}
+		round, author := binary.BigEndian.Uint64(raw), binary.BigEndian.Uint16(raw[8:])
+		raw, ok, err = get(store.CertificateKey(round, author))
+		if err == nil && !ok {
+			err = fmt.Errorf("certificate %s of sub-DAG %d (round %d, author %d) missing", d.Short(), idx, round, author)
+		}
+		if err != nil {
+			return nil, err
+		}
+		sc.certs++
+		return narwhal.DecodeCertificate(raw)
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{store.PrefixSubDAG}, UpperBound: store.PrefixEnd([]byte{store.PrefixSubDAG})})
+	if err != nil {
+		return sc, damaged(dir, "sub-DAG keys", err)
+	}
+	want := uint64(1)
+	var checkErr error
+	for ok := it.First(); ok && checkErr == nil; ok = it.Next() {
+		key := fmt.Sprintf("key s/%d (committed sub-DAG)", want)
+		k := it.Key()
+		if len(k) != 9 || binary.BigEndian.Uint64(k[1:]) != want {
+			checkErr = damaged(dir, key, fmt.Errorf("missing (found key %x instead)", k))
+			break
+		}
+		rec, err := bullshark.DecodeRecord(it.Value())
+		if err != nil {
+			checkErr = damaged(dir, key, err)
+			break
+		}
+		for _, d := range append(append([]narwhal.Digest(nil), rec.Certificates...), rec.Support...) {
+			c, err := certificate(d, want)
+			if err != nil {
+				checkErr = damaged(dir, key, err)
+				break
+			}
+			if want != last || audited < last {
+				continue // batches: those of the last sub-DAG (see docs/storage.md); the audit marks the rest
+			}
+			for _, bd := range c.Header.Payload {
+				_, stored, err := get(store.BatchKey(bd))
+				if err == nil && !stored {
+					if _, stored, err = get(store.MissingKey(bd)); err == nil && !stored {
+						err = fmt.Errorf("batch %s of certificate %s neither stored nor marked missing", bd.Short(), d.Short())
+					}
+				}
+				if err != nil {
+					checkErr = damaged(dir, key, err)
+					break
+				}
+			}
+		}
+		want++
+	}
+	if err := it.Close(); err != nil && checkErr == nil {
+		checkErr = damaged(dir, "sub-DAG keys", err)
+	}
+	if checkErr != nil {
+		return sc, checkErr
+	}
+	if want-1 != last {
+		return sc, damaged(dir, fmt.Sprintf("key s/%d (committed sub-DAG)", want), fmt.Errorf("missing: the consensus state says %d sub-DAGs were committed, %d are stored", last, want-1))
+	}
+	sc.subDAGs = last
+	if raw, ok, err := get(store.LastProposedKey()); err != nil {
+		return sc, damaged(dir, "key h (last proposed header)", err)
+	} else if ok {
+		if _, err := narwhal.DecodeHeader(raw); err != nil {
+			return sc, damaged(dir, "key h (last proposed header)", err)
+		}
+	}
+	for a := range narwhal.MaxCommitteeSize {
+		raw, ok, err := get(store.VoteKey(uint16(a)))
+		if err == nil && ok && len(raw) != 8+narwhal.DigestSize {
+			err = fmt.Errorf("%d bytes", len(raw))
+		}
+		if err != nil {
+			return sc, damaged(dir, fmt.Sprintf("key v/%d (last vote for authority %d)", a, a), err)
+		}
+	}
+	sc.took = time.Since(start)
+	return sc, nil
+}
+
+// checkTable verifies the checksum of every block of one table.
+func checkTable(fs vfs.FS, path string) error {
+	f, err := fs.Open(path)
+	if err != nil {
+		return err
+	}
+	readable, err := sstable.NewSimpleReadable(f)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	r, err := sstable.NewReader(readable, sstable.ReaderOptions{}) // closes readable on error
+	if err != nil {
+		return err
+	}
+	defer r.Close() // closes readable
+	return r.ValidateBlockChecksums()
+}
+
+// readFailed stops the node on a read error: a node that cannot read its
+// own state must not go on, and must not take "unreadable" for "absent".
+func (s *pebbleStore) readFailed(key []byte, err error) {
+	s.fatal.failAndPark(fmt.Errorf("store in %s: read key %x: %w; %s", s.dir, key, err, storeRemedy))
+}
+
+// Get implements store.Reader. A read error other than "not found" stops
+// the node (see pebbleStore).
 func (s *pebbleStore) Get(key []byte) ([]byte, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -49,7 +509,7 @@ func (s *pebbleStore) Get(key []byte) ([]byte, bool) {
 		return nil, false
 	}
 	if err != nil {
-		panic(fmt.Sprintf("node: store read %x: %v", key, err))
+		s.readFailed(key, err)
 	}
 	out := append([]byte(nil), v...)
 	closer.Close()
@@ -68,7 +528,7 @@ func (s *pebbleStore) Size(key []byte) (int, bool) {
 		return 0, false
 	}
 	if err != nil {
-		panic(fmt.Sprintf("node: store read %x: %v", key, err))
+		s.readFailed(key, err)
 	}
 	n := len(v)
 	closer.Close()
@@ -84,7 +544,7 @@ func (s *pebbleStore) Scan(start, end []byte, fn func(k, v []byte) bool) {
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: start, UpperBound: end})
 	if err != nil {
-		panic(fmt.Sprintf("node: store scan: %v", err))
+		s.readFailed(start, err)
 	}
 	for ok := it.First(); ok; ok = it.Next() {
 		if !fn(it.Key(), it.Value()) {
@@ -92,14 +552,24 @@ func (s *pebbleStore) Scan(start, end []byte, fn func(k, v []byte) bool) {
 		}
 	}
 	if err := it.Close(); err != nil {
-		panic(fmt.Sprintf("node: store scan: %v", err))
+		s.readFailed(start, err)
 	}
 }
 
-// Apply writes ws as one atomic batch and syncs it to disk.
+// Apply writes ws as one atomic batch and syncs it to disk. A failed
+// commit is fatal inside pebble (Fatalf): Apply returns the fatal error,
+// and the node stops without acknowledging anything of this batch.
 func (s *pebbleStore) Apply(ws []store.Write) error {
 	if len(ws) == 0 {
 		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("store in %s: closed", s.dir)
+	}
+	if _, err := s.Fatal(); err != nil { // after a fatal error, nothing more is written
+		return err
 	}
 	b := s.db.NewBatch()
 	for _, w := range ws {
@@ -114,13 +584,48 @@ func (s *pebbleStore) Apply(ws []store.Write) error {
 			return fmt.Errorf("store batch: %w", err)
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("store commit: %w", err)
+	// NB: the commit runs on a goroutine of its own. A failed commit is
+	// fatal inside pebble (Fatalf parks the goroutine that called it), and
+	// Apply must still return, and release the store's lock, so that the
+	// node stops and closes the store cleanly.
+	done := make(chan error, 1)
+	go func() { done <- b.Commit(pebble.Sync) }()
+	fatal, _ := s.Fatal()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("store in %s: commit: %w", s.dir, err)
+		}
+		return nil
+	case <-fatal:
+		_, err := s.Fatal()
+		return err
 	}
-	return nil
 }
 
+// closeAfterFatal bounds Close after a fatal error: a goroutine parked
+// inside the store may hold its lock or pebble's, and the process is about
+// to exit.
+const closeAfterFatal = 5 * time.Second
+
+// Close closes the store. After a fatal error it gives up after
+// closeAfterFatal and leaves the store open (pebble's lock stays held
+// until the process exits).
 func (s *pebbleStore) Close() error {
+	if _, fatal := s.Fatal(); fatal == nil {
+		return s.close()
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeAfterFatal):
+		return fmt.Errorf("store in %s: close after a fatal error did not finish in %s", s.dir, closeAfterFatal)
+	}
+}
+
+func (s *pebbleStore) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -130,14 +635,22 @@ func (s *pebbleStore) Close() error {
 	return s.db.Close()
 }
 
-// quietLogger drops pebble's informational chatter; errors still surface
-// through return values.
-type quietLogger struct{}
+// pebbleLogger drops pebble's informational chatter (errors surface
+// through return values) and turns Fatalf into the node's clean stop.
+type pebbleLogger struct {
+	dir   string
+	fatal *fatalSignal
+}
 
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
+func (pebbleLogger) Infof(string, ...any)  {}
+func (pebbleLogger) Errorf(string, ...any) {}
+
+// Fatalf records the error as the store's fatal error and parks the
+// calling goroutine: it must not return (pebble goes on as if the failed
+// operation succeeded, e.g. a commit whose WAL write failed) and must not
+// panic (the node stops cleanly, with the directory and the cause).
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.fatal.failAndPark(fmt.Errorf("store in %s: %s", l.dir, fmt.Sprintf(format, args...)))
 }
 
 // loadCertificate returns a stored certificate's canonical bytes and value.

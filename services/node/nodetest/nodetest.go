@@ -140,7 +140,36 @@ func (cl *Cluster) StartNode(i int) {
 	}
 }
 
-func (cl *Cluster) startNode(i int) error {
+// TryStartNode starts node i with extra node options and returns the
+// error of a node that does not start (a refused store) instead of failing
+// the test.
+func (cl *Cluster) TryStartNode(i int, opts ...node.Option) error {
+	return cl.startNode(i, opts...)
+}
+
+// DataDir returns node i's data directory.
+func (cl *Cluster) DataDir(i int) string { return cl.cfgs[i].Path(cl.cfgs[i].DataDir) }
+
+// WaitStopped waits until node i stops on its own (a fatal error) and
+// returns what its Run returned; the test fails if it runs on past timeout.
+func (cl *Cluster) WaitStopped(i int, timeout time.Duration) error {
+	cl.tb.Helper()
+	r := cl.nodes[i]
+	if r == nil {
+		cl.tb.Fatalf("%s is not running", cl.cfgs[i].Name)
+	}
+	select {
+	case err := <-r.done:
+		r.cancel()
+		cl.nodes[i] = nil
+		return err
+	case <-time.After(timeout):
+		cl.tb.Fatalf("%s still runs after %s", cl.cfgs[i].Name, timeout)
+		return nil
+	}
+}
+
+func (cl *Cluster) startNode(i int, opts ...node.Option) error {
 	if cl.nodes[i] != nil {
 		return nil
 	}
@@ -149,7 +178,7 @@ func (cl *Cluster) startNode(i int) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	n, err := node.New(cl.cfgs[i], log)
+	n, err := node.New(cl.cfgs[i], log, opts...)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", cl.cfgs[i].Name, err)
 	}
