@@ -83,7 +83,7 @@ func runE2E(b *testing.B, s *stacktest.Stack, seq *sequencer.Sequencer, url stri
 		mu    sync.Mutex
 		txs   []sent
 		wg    sync.WaitGroup
-		sem   = make(chan struct{}, 128)
+		sem   = make(chan struct{}, 512)
 		fails int
 	)
 	level0, start := s.Rollup.Head(), time.Now()

@@ -149,6 +149,7 @@ func (s *Stack) Sequencer(tb testing.TB) (*sequencer.Sequencer, string, func()) 
 	tb.Helper()
 	cfg := sequencer.DefaultConfig(s.Endpoints)
 	cfg.Rollup = s.RollupURL
+	cfg.RateLimit = 0 // every test client comes from 127.0.0.1
 	seq, err := sequencer.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
