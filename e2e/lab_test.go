@@ -56,9 +56,10 @@ func image(t *testing.T) string {
 	return tag
 }
 
-// startLab renders a manifest of n nodes on Docker-chosen host ports and
-// starts it; cleanup (logs on failure, then down -v) is registered at once.
-func startLab(t *testing.T, nodes int) *Lab {
+// startLab renders a manifest of n nodes (with the given link
+// perturbations) on Docker-chosen host ports and starts it; cleanup (logs
+// on failure, then down -v) is registered at once.
+func startLab(t *testing.T, nodes int, shapes ...lab.Shape) *Lab {
 	t.Helper()
 	if err := exec.Command("docker", "info").Run(); err != nil {
 		t.Skip("no Docker engine: the container e2e tests skip")
@@ -66,7 +67,7 @@ func startLab(t *testing.T, nodes int) *Lab {
 	if _, err := exec.LookPath("docker-compose"); err != nil {
 		t.Skip("no docker-compose: the container e2e tests skip")
 	}
-	m := &lab.Manifest{Name: fmt.Sprintf("dsn-e2e-%d", os.Getpid()), Nodes: nodes, Seed: 1, Image: image(t)}
+	m := &lab.Manifest{Name: fmt.Sprintf("dsn-e2e-%d", os.Getpid()), Nodes: nodes, Seed: 1, Image: image(t), Shapes: shapes}
 	l := &Lab{t: t, dir: t.TempDir(), project: m.Name, m: m}
 	if err := lab.Render(m, l.dir); err != nil {
 		t.Fatal(err)

@@ -46,6 +46,18 @@ type Manifest struct {
 	BasePort  int       `toml:"base_port"`
 	Consensus Consensus `toml:"consensus"`
 	L1        L1        `toml:"l1"`
+	// Shapes perturb nodes' links: delay, jitter and loss on every message
+	// a node sends to its peers (in the node's transport: tc netem may be
+	// missing on a lab machine).
+	Shapes []Shape `toml:"shape"`
+}
+
+// Shape is one node's outgoing-link perturbation.
+type Shape struct {
+	Node   int             `toml:"node"`
+	Delay  config.Duration `toml:"delay"`
+	Jitter config.Duration `toml:"jitter"`
+	Loss   float64         `toml:"loss"` // probability in [0, 1)
 }
 
 // L1 holds the sandbox's parameters.
@@ -118,6 +130,16 @@ func (m *Manifest) Validate() error {
 	case m.Consensus.GCDepth != 0 && m.Consensus.GCDepth < 2:
 		return fmt.Errorf("consensus.gc_depth: must be >= 2")
 	}
+	for i, sh := range m.Shapes {
+		switch {
+		case sh.Node < 1 || sh.Node > m.Nodes:
+			return fmt.Errorf("shape %d: node %d, want 1..%d", i, sh.Node, m.Nodes)
+		case sh.Delay.Duration < 0 || sh.Delay.Duration > 10*time.Second || sh.Jitter.Duration < 0 || sh.Jitter.Duration > 10*time.Second:
+			return fmt.Errorf("shape %d: delay and jitter must be within 0..10s", i)
+		case sh.Loss < 0 || sh.Loss >= 1:
+			return fmt.Errorf("shape %d: loss %g, want [0, 1)", i, sh.Loss)
+		}
+	}
 	if m.L1.BlockTime != "" {
 		d, err := time.ParseDuration(m.L1.BlockTime)
 		if err != nil || d < sandbox.MinBlockTime || d > sandbox.MaxBlockTime {
@@ -151,6 +173,11 @@ func Render(m *Manifest, out string) error {
 		n.MetricsAddress = fmt.Sprintf(":%d", MetricsPort)
 		if m.Consensus.GCDepth != 0 {
 			n.Consensus.GCDepth = m.Consensus.GCDepth
+		}
+		for _, sh := range m.Shapes {
+			if sh.Node == i+1 {
+				n.Network = config.Shaping{Delay: sh.Delay, Jitter: sh.Jitter, Loss: sh.Loss}
+			}
 		}
 	}
 	if err := config.WriteCommittee(cfgDir, c, gens); err != nil {

@@ -1,9 +1,13 @@
 package lab
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/tezos-dsn/dsn/internal/config"
 )
 
 // The committed render (compose/) is what the default manifest renders
@@ -50,6 +54,36 @@ func TestManifestValidation(t *testing.T) {
 	} {
 		if err := m.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// A shape reaches its node's config (the transport's [network] section),
+// and only that node's; bad shapes are refused.
+func TestShapesReachTheirNode(t *testing.T) {
+	m := &Manifest{Name: "x", Nodes: 4, Image: "dsn:lab", Seed: 1,
+		Shapes: []Shape{{Node: 3, Delay: config.Duration{Duration: 150 * time.Millisecond}, Loss: 0.1}}}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := Render(m, dir); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 4; n++ {
+		cfg, err := config.LoadNode(filepath.Join(dir, "config", fmt.Sprintf("node-%d.toml", n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		shaped := cfg.Network.Delay.Duration == 150*time.Millisecond && cfg.Network.Loss == 0.1
+		if shaped != (n == 3) {
+			t.Fatalf("node %d: network %+v", n, cfg.Network)
+		}
+	}
+	for _, bad := range []Shape{{Node: 5}, {Node: 1, Loss: 1}, {Node: 1, Delay: config.Duration{Duration: time.Minute}}} {
+		m.Shapes = []Shape{bad}
+		if m.Validate() == nil {
+			t.Errorf("shape %+v accepted", bad)
 		}
 	}
 }
