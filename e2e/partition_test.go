@@ -8,6 +8,7 @@ import (
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/dsnclient"
+	"github.com/tezos-dsn/dsn/lab"
 )
 
 // TestPartition cuts the 7-node lab 4|3 (no side holds a quorum of 5: no
@@ -23,7 +24,7 @@ func TestPartition(t *testing.T) {
 
 	// 4|3: nothing may commit on either side once in-flight messages settle.
 	for _, n := range []int{5, 6, 7} {
-		l.partition(n)
+		l.Partition(lab.Service(n))
 	}
 	time.Sleep(2 * time.Second) // settle: what was in flight may still commit
 	before := [8]float64{}
@@ -37,13 +38,13 @@ func TestPartition(t *testing.T) {
 		}
 	}
 	for _, n := range []int{5, 6, 7} {
-		l.heal(n)
+		l.Heal(lab.Service(n))
 	}
 	waitFor(t, time.Minute, "commits to resume after the 4|3 heal", func() bool { return committed(1) > before[1]+2 })
 
 	// 5|2: the majority orders transactions on its own.
-	l.partition(6)
-	l.partition(7)
+	l.Partition(lab.Service(6))
+	l.Partition(lab.Service(7))
 	txs := make([][]byte, 200)
 	for i := range txs {
 		txs[i] = []byte(fmt.Sprintf("partition-tx-%04d", i))
@@ -66,8 +67,8 @@ func TestPartition(t *testing.T) {
 	if _, err := dsnclient.ReadExport(ctx, l.Export(1), 0, until); err != nil {
 		t.Fatalf("majority: %v", err)
 	}
-	l.heal(6)
-	l.heal(7)
+	l.Heal(lab.Service(6))
+	l.Heal(lab.Service(7))
 	var ref []*dsnv1.PreBlock
 	for n := 1; n <= 7; n++ {
 		for _, tx := range txs {
@@ -96,12 +97,12 @@ func TestPauseTwo(t *testing.T) {
 	defer cancel()
 	committed := func(n int) float64 { return l.Committed(ctx, n) }
 	l.WaitCommitting(ctx)
-	l.docker("pause", 3)
-	l.docker("pause", 4)
+	l.Pause(lab.Service(3))
+	l.Pause(lab.Service(4))
 	c0 := committed(1)
 	waitFor(t, time.Minute, "commits with 2 of 7 frozen", func() bool { return committed(1) >= c0+5 })
-	l.docker("unpause", 3)
-	l.docker("unpause", 4)
+	l.Unpause(lab.Service(3))
+	l.Unpause(lab.Service(4))
 	target := committed(1)
 	waitFor(t, time.Minute, "the unfrozen nodes to catch up", func() bool { return committed(3) >= target && committed(4) >= target })
 	var ref []*dsnv1.PreBlock

@@ -81,7 +81,7 @@ func TestRestartAllAndBadInput(t *testing.T) {
 	// Malformed calls to the sequencer and the rollup node: 4xx with a
 	// message.
 	seq := "http://" + l.addr(0, lab.SequencerPort)
-	rollup := "http://" + l.serviceAddr("rollup-node", lab.RollupPort)
+	rollup := "http://" + l.Addr("rollup-node", lab.RollupPort)
 	for _, c := range []struct{ url, body string }{
 		{seq + "/v1/transactions", `{"data":"zz"}`},
 		{seq + "/broadcast", `not json`},
@@ -128,12 +128,8 @@ func TestRestartAllAndBadInput(t *testing.T) {
 	}
 
 	// Everything stops at once and starts again from its volume.
-	if out, err := l.compose("stop", "-t", "2"); err != nil {
-		t.Fatalf("stop: %v\n%s", err, out)
-	}
-	if out, err := l.compose("start"); err != nil {
-		t.Fatalf("start: %v\n%s", err, out)
-	}
+	l.StopAll()
+	l.StartAll()
 	var ref []*dsnv1.PreBlock
 	for n := 1; n <= 7; n++ {
 		want := map[string]bool{}

@@ -154,15 +154,15 @@ func TestSevenNodes(t *testing.T) {
 	l.KernelAgrees(ref)
 
 	// Two nodes killed with SIGKILL under load: the other five go on.
-	l.docker("kill", 6)
-	l.docker("kill", 7)
+	l.Kill(lab.Service(6))
+	l.Kill(lab.Service(7))
 	submit([]int{1, 4, 5}, stamped(1001, 600))
 	agree(ref, 1, follow(1))
 
 	// Restarted from their volumes, they catch up and export the same
 	// complete sequence as everyone else.
-	l.docker("start", 6)
-	l.docker("start", 7)
+	l.Start(lab.Service(6))
+	l.Start(lab.Service(7))
 	// A restarted container gets new host ports (Docker chooses them).
 	txClients[6], txClients[7] = l.Transactions(6), l.Transactions(7)
 	submit([]int{6, 7}, stamped(2001, 100))

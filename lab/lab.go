@@ -1,9 +1,11 @@
 // Package lab renders a topology manifest (lab/manifests/*.toml) into what
 // the container lab runs: compose/docker-compose.yml and compose/config/
-// (committee, keys, node configs). `dsn lab render` calls it, `make lab-up`
-// starts the result with docker-compose, and the e2e tests start the same
-// render on their own ports. Images are built from this repository
-// (lab/Dockerfile: FROM scratch and the static dsn binary), never pulled.
+// (committee, keys, node, sandbox and rollup-node configs, the kernel's
+// setup). `dsn lab render` calls it and `make lab-up` starts the result
+// with docker-compose; the e2e tests start the same manifest's containers
+// (Manifest.Containers) through testcontainers-go (lab/labtest). Images
+// are built from this repository (lab/Dockerfile: FROM scratch, the static
+// dsn binary and the DSN kernel), never pulled.
 package lab
 
 import (
@@ -243,84 +245,119 @@ batching_keys = [%s]
 	return nil
 }
 
+// Container is one service of the lab, as both drivers run it: the
+// compose file (`make lab-up`) and lab/labtest (the e2e tests, through
+// testcontainers-go).
+type Container struct {
+	Name    string   // service name, also its DNS name on the lab network
+	Command []string // the dsn subcommand and its flags
+	Ports   []int    // container ports published on the host's loopback
+	// HostPorts are the fixed host ports for Ports (base_port manifests);
+	// nil: Docker chooses.
+	HostPorts []int
+	Data      bool // a volume <name>-data at /data
+	Config    bool // the rendered config directory at /config, read-only
+	// HealthPath and HealthPort: the container is up when GET HealthPath
+	// on HealthPort answers 200 (a node: its metrics endpoint).
+	HealthPath string
+	HealthPort int
+	DependsOn  []string
+}
+
+// Containers lists the lab's containers in start order: the nodes, the L1
+// sandbox, the rollup node, the sequencer.
+func (m *Manifest) Containers() []Container {
+	var nodes []string
+	var cs []Container
+	for n := 1; n <= m.Nodes; n++ {
+		c := Container{Name: Service(n), Command: []string{"node", "--config", fmt.Sprintf("/config/node-%d.toml", n)},
+			Ports: []int{P2PPort, ExportPort, TransactionsPort, MetricsPort}, Data: true, Config: true,
+			HealthPath: "/metrics", HealthPort: MetricsPort}
+		if m.BasePort != 0 {
+			for k := range c.Ports {
+				c.HostPorts = append(c.HostPorts, m.BasePort+10*n+k)
+			}
+		}
+		cs = append(cs, c)
+		nodes = append(nodes, Service(n))
+	}
+	fixed := func(port int) []int {
+		if m.BasePort == 0 {
+			return nil
+		}
+		return []int{port}
+	}
+	cs = append(cs,
+		Container{Name: "sandbox", Command: []string{"sandbox", "--config", "/config/sandbox.toml"},
+			Ports: []int{SandboxPort}, HostPorts: fixed(SandboxPort), Data: true, Config: true,
+			HealthPath: "/health", HealthPort: SandboxPort},
+		Container{Name: "rollup-node", Command: []string{"rollup-node", "--config", "/config/rollup-node.toml"},
+			Ports: []int{RollupPort}, HostPorts: fixed(RollupPort), Data: true, Config: true,
+			HealthPath: "/health", HealthPort: RollupPort, DependsOn: []string{"sandbox"}})
+	var eps []string
+	for n := 1; n <= m.Nodes; n++ {
+		eps = append(eps, fmt.Sprintf("%s:%d/%s:%d", Service(n), TransactionsPort, Service(n), ExportPort))
+	}
+	cs = append(cs, Container{Name: "sequencer",
+		Command: []string{"sequencer", "--listen", fmt.Sprintf(":%d", SequencerPort), "--nodes", strings.Join(eps, ","),
+			"--rollup", fmt.Sprintf("http://rollup-node:%d", RollupPort)},
+		Ports: []int{SequencerPort}, HostPorts: fixed(SequencerPort),
+		HealthPath: "/health", HealthPort: SequencerPort, DependsOn: append(nodes, "rollup-node")})
+	return cs
+}
+
 // compose renders the compose file (format 2.4: docker-compose 1.29 reads it).
 func compose(m *Manifest) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Rendered by `dsn lab render` from the %q manifest; do not edit.\n", m.Name)
 	b.WriteString("version: \"2.4\"\n\nservices:\n")
-	for n := 1; n <= m.Nodes; n++ {
-		fmt.Fprintf(&b, "  %s:\n", Service(n))
+	var volumes []string
+	for _, c := range m.Containers() {
+		fmt.Fprintf(&b, "  %s:\n", c.Name)
 		fmt.Fprintf(&b, "    image: %s\n", m.Image)
-		fmt.Fprintf(&b, "    command: [\"node\", \"--config\", \"/config/node-%d.toml\"]\n", n)
-		b.WriteString("    volumes:\n")
-		b.WriteString("      - ./config:/config:ro\n")
-		fmt.Fprintf(&b, "      - %s-data:/data\n", Service(n))
+		b.WriteString("    command: [")
+		for i, a := range c.Command {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%q", a)
+		}
+		b.WriteString("]\n")
+		if c.Config || c.Data {
+			b.WriteString("    volumes:\n")
+			if c.Config {
+				b.WriteString("      - ./config:/config:ro\n")
+			}
+			if c.Data {
+				fmt.Fprintf(&b, "      - %s-data:/data\n", c.Name)
+				volumes = append(volumes, c.Name+"-data")
+			}
+		}
 		b.WriteString("    ports:\n")
-		for k, p := range []int{P2PPort, ExportPort, TransactionsPort, MetricsPort} {
-			if m.BasePort == 0 {
+		for k, p := range c.Ports {
+			if c.HostPorts == nil {
 				fmt.Fprintf(&b, "      - \"127.0.0.1::%d\"\n", p)
 			} else {
-				fmt.Fprintf(&b, "      - \"127.0.0.1:%d:%d\"\n", m.BasePort+10*n+k, p)
+				fmt.Fprintf(&b, "      - \"127.0.0.1:%d:%d\"\n", c.HostPorts[k], p)
 			}
 		}
 		b.WriteString("    networks: [dsn]\n")
+		if len(c.DependsOn) > 0 {
+			fmt.Fprintf(&b, "    depends_on: [%s]\n", strings.Join(c.DependsOn, ", "))
+		}
 		b.WriteString("    stop_grace_period: 5s\n")
 		b.WriteString("    healthcheck:\n")
-		fmt.Fprintf(&b, "      test: [\"CMD\", \"/dsn\", \"health\", \"--metrics\", \"127.0.0.1:%d\"]\n", MetricsPort)
-		b.WriteString("      interval: 2s\n      timeout: 2s\n      retries: 15\n")
-	}
-	// The sequencer: the public HTTP API in front of every node.
-	var nodes []string
-	for n := 1; n <= m.Nodes; n++ {
-		nodes = append(nodes, fmt.Sprintf("%s:%d/%s:%d", Service(n), TransactionsPort, Service(n), ExportPort))
-	}
-	var deps []string
-	for n := 1; n <= m.Nodes; n++ {
-		deps = append(deps, Service(n))
-	}
-	publish := func(port int) {
-		b.WriteString("    ports:\n")
-		if m.BasePort == 0 {
-			fmt.Fprintf(&b, "      - \"127.0.0.1::%d\"\n", port)
+		if c.HealthPath == "/metrics" {
+			fmt.Fprintf(&b, "      test: [\"CMD\", \"/dsn\", \"health\", \"--metrics\", \"127.0.0.1:%d\"]\n", c.HealthPort)
 		} else {
-			fmt.Fprintf(&b, "      - \"127.0.0.1:%d:%d\"\n", port, port)
+			fmt.Fprintf(&b, "      test: [\"CMD\", \"/dsn\", \"health\", \"--url\", \"http://127.0.0.1:%d%s\"]\n", c.HealthPort, c.HealthPath)
 		}
-	}
-	health := func(url string) {
-		b.WriteString("    healthcheck:\n")
-		fmt.Fprintf(&b, "      test: [\"CMD\", \"/dsn\", \"health\", \"--url\", \"%s\"]\n", url)
 		b.WriteString("      interval: 2s\n      timeout: 2s\n      retries: 15\n")
 	}
-	// The L1 sandbox and the rollup node that follows it and runs the kernel.
-	b.WriteString("  sandbox:\n")
-	fmt.Fprintf(&b, "    image: %s\n", m.Image)
-	b.WriteString("    command: [\"sandbox\", \"--config\", \"/config/sandbox.toml\"]\n")
-	b.WriteString("    volumes:\n      - ./config:/config:ro\n      - sandbox-data:/data\n")
-	publish(SandboxPort)
-	b.WriteString("    networks: [dsn]\n    stop_grace_period: 5s\n")
-	health(fmt.Sprintf("http://127.0.0.1:%d/health", SandboxPort))
-	b.WriteString("  rollup-node:\n")
-	fmt.Fprintf(&b, "    image: %s\n", m.Image)
-	b.WriteString("    command: [\"rollup-node\", \"--config\", \"/config/rollup-node.toml\"]\n")
-	b.WriteString("    volumes:\n      - ./config:/config:ro\n      - rollup-data:/data\n")
-	publish(RollupPort)
-	b.WriteString("    networks: [dsn]\n    depends_on: [sandbox]\n    stop_grace_period: 5s\n")
-	health(fmt.Sprintf("http://127.0.0.1:%d/health", RollupPort))
-	// The sequencer: the public HTTP API in front of every node, posting
-	// to the rollup node.
-	b.WriteString("  sequencer:\n")
-	fmt.Fprintf(&b, "    image: %s\n", m.Image)
-	fmt.Fprintf(&b, "    command: [\"sequencer\", \"--listen\", \":%d\", \"--nodes\", \"%s\", \"--rollup\", \"http://rollup-node:%d\"]\n", SequencerPort, strings.Join(nodes, ","), RollupPort)
-	publish(SequencerPort)
-	b.WriteString("    networks: [dsn]\n")
-	fmt.Fprintf(&b, "    depends_on: [%s, rollup-node]\n", strings.Join(deps, ", "))
-	b.WriteString("    stop_grace_period: 5s\n")
-	health(fmt.Sprintf("http://127.0.0.1:%d/health", SequencerPort))
 	b.WriteString("\nnetworks:\n  dsn: {}\n\nvolumes:\n")
-	for n := 1; n <= m.Nodes; n++ {
-		fmt.Fprintf(&b, "  %s-data: {}\n", Service(n))
+	for _, v := range volumes {
+		fmt.Fprintf(&b, "  %s: {}\n", v)
 	}
-	b.WriteString("  sandbox-data: {}\n  rollup-data: {}\n")
 	return b.String()
 }
 
