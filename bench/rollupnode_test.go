@@ -25,6 +25,7 @@ import (
 	"github.com/tezos-dsn/dsn/kernel/state"
 	"github.com/tezos-dsn/dsn/services/rollupnode"
 	"github.com/tezos-dsn/dsn/services/sandbox"
+	"github.com/tezos-dsn/dsn/services/stacktest"
 )
 
 // rollupNodeResult is one row of BenchmarkRollupNode.
@@ -121,24 +122,6 @@ func dsnLevels(b *testing.B, dag []state.Entry) [][][]byte {
 	return levels
 }
 
-// sandboxFor starts a sandbox at blockTime; it stops with the benchmark.
-func sandboxFor(b *testing.B, blockTime time.Duration) *sandbox.Sandbox {
-	cfg := sandbox.TestConfig(b.TempDir())
-	cfg.BlockTime.Duration = blockTime
-	sb, err := sandbox.New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sb.Run(ctx); close(done) }()
-	b.Cleanup(func() { cancel(); <-done })
-	for sb.Addr() == "" {
-		time.Sleep(5 * time.Millisecond)
-	}
-	return sb
-}
-
 func l1Head(b *testing.B, base string) (level int64, hash [32]byte) {
 	resp, err := http.Get(base + "/chains/main/blocks/head/header")
 	if err != nil {
@@ -160,7 +143,7 @@ func l1Head(b *testing.B, base string) (level int64, hash [32]byte) {
 // up to 16 keys a level), then starts a rollup node with the kernel on a
 // fresh data dir and times how fast it processes them.
 func catchUp(b *testing.B, name string, kernel, setup []byte, levels [][][]byte) rollupNodeResult {
-	sb := sandboxFor(b, 100*time.Millisecond)
+	sb := stacktest.StartSandbox(b, 100*time.Millisecond)
 	base := "http://" + sb.Addr()
 	keys := tezos.SandboxAccounts(16)
 	counters := make([]uint64, len(keys))
@@ -241,7 +224,7 @@ func catchUp(b *testing.B, name string, kernel, setup []byte, levels [][][]byte)
 // message's level is processed (its status turns included, which the node
 // sets when it processes the level).
 func injectionLatency(b *testing.B, kernel []byte, n int) load.Percentiles {
-	sb := sandboxFor(b, time.Second)
+	sb := stacktest.StartSandbox(b, time.Second)
 	dir := b.TempDir()
 	cfg := rollupnode.DefaultConfig()
 	cfg.DataDir, cfg.L1, cfg.Rollup = filepath.Join(dir, "node"), "http://"+sb.Addr(), tezos.Base58CheckEncode(tezos.PrefixRollup, benchRollup[:])

@@ -77,15 +77,25 @@ func FromCommittee(c *narwhal.Committee) *CommitteeFile {
 	return f
 }
 
+// DecodeFile reads the TOML file at path into v (over whatever v holds:
+// the defaults) and refuses a key v has no field for; what names the file
+// in errors ("node config").
+func DecodeFile(what, path string, v any) error {
+	md, err := toml.DecodeFile(path, v)
+	if err != nil {
+		return fmt.Errorf("read %s %s: %w", what, path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return fmt.Errorf("%s %s: unknown field %q", what, path, und[0].String())
+	}
+	return nil
+}
+
 // LoadCommittee reads and validates a committee file.
 func LoadCommittee(path string) (*narwhal.Committee, error) {
 	var f CommitteeFile
-	md, err := toml.DecodeFile(path, &f)
-	if err != nil {
-		return nil, fmt.Errorf("read committee %s: %w", path, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return nil, fmt.Errorf("committee %s: unknown field %q", path, und[0].String())
+	if err := DecodeFile("committee", path, &f); err != nil {
+		return nil, err
 	}
 	c, err := f.ToCommittee()
 	if err != nil {
@@ -300,12 +310,8 @@ func (n *Node) Path(p string) string {
 // LoadNode reads a node config over the defaults and validates it.
 func LoadNode(path string) (*Node, error) {
 	n := DefaultNode()
-	md, err := toml.DecodeFile(path, &n)
-	if err != nil {
-		return nil, fmt.Errorf("read node config %s: %w", path, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return nil, fmt.Errorf("node config %s: unknown field %q", path, und[0].String())
+	if err := DecodeFile("node config", path, &n); err != nil {
+		return nil, err
 	}
 	n.dir = filepath.Dir(path)
 	if err := n.Validate(); err != nil {

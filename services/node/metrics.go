@@ -2,13 +2,14 @@ package node
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tezos-dsn/dsn/internal/prom"
 )
 
 // metrics are one node's Prometheus series, on a registry of its own (tests
 // run several nodes in one process).
 type metrics struct {
-	reg *prometheus.Registry
+	reg *prom.Registry
 
 	round, dagRound, gcRound, committed  prometheus.Gauge
 	dagSize, suspended, queue, inflight  prometheus.Gauge
@@ -27,17 +28,9 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
-	reg := prometheus.NewRegistry()
-	g := func(name, help string) prometheus.Gauge {
-		x := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dsn", Name: name, Help: help})
-		reg.MustRegister(x)
-		return x
-	}
-	c := func(name, help string) prometheus.Counter {
-		x := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dsn", Name: name, Help: help})
-		reg.MustRegister(x)
-		return x
-	}
+	reg := prom.NewRegistry("dsn")
+	g := reg.Gauge
+	c := reg.Counter
 	m := &metrics{
 		reg:                reg,
 		round:              g("round", "Round of the last header this node proposed."),
@@ -66,14 +59,9 @@ func newMetrics() *metrics {
 		rejected:           c("rejected_messages_total", "Messages the protocol rejected (bad peer input)."),
 		transactions:       c("transactions_total", "Transactions submitted."),
 		acked:              c("transactions_acked_total", "Transactions acknowledged (stored on a quorum)."),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dsn", Name: "dropped_messages_total",
-			Help: "Outgoing messages dropped because a peer's queue was full."}, []string{"peer"}),
-		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "dsn", Name: "store_sync_seconds",
-			Help: "Latency of one synced store batch.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
-		loopBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "dsn", Name: "loop_events_per_sync",
-			Help: "Events grouped into one synced write (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		dropped:            reg.CounterVec("dropped_messages_total", "Outgoing messages dropped because a peer's queue was full.", "peer"),
+		syncSeconds:        reg.Histogram("store_sync_seconds", "Latency of one synced store batch.", prometheus.ExponentialBuckets(0.0001, 2, 16)),
+		loopBatch:          reg.Histogram("loop_events_per_sync", "Events grouped into one synced write (group commit).", prometheus.ExponentialBuckets(1, 2, 10)),
 	}
-	reg.MustRegister(m.dropped, m.syncSeconds, m.loopBatch,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -7,8 +7,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/tezos-dsn/dsn/internal/config"
 	"github.com/tezos-dsn/dsn/internal/tezos"
 )
@@ -59,14 +57,7 @@ func DefaultConfig() Config {
 // LoadConfig reads a TOML file over the defaults.
 func LoadConfig(path string) (Config, error) {
 	c := DefaultConfig()
-	md, err := toml.DecodeFile(path, &c)
-	if err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
-	}
-	if u := md.Undecoded(); len(u) > 0 {
-		return c, fmt.Errorf("config %s: unknown key %s", path, u[0])
-	}
-	return c, nil
+	return c, config.DecodeFile("rollup node config", path, &c)
 }
 
 // Validate checks the configuration.

@@ -68,7 +68,7 @@ func TestKillNineMidLevel(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 
-	l1 := startSandbox(t, t.TempDir())
+	l1 := startSandbox(t)
 	proxy := newInboxProxy(t, l1)
 	kernel := echoKernel(t)
 	dir := filepath.Join(t.TempDir(), "node")

@@ -2,12 +2,13 @@ package rollupnode
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tezos-dsn/dsn/internal/prom"
 )
 
 // metrics are the rollup node's Prometheus series, on a registry of its own.
 type metrics struct {
-	reg                                 *prometheus.Registry
+	reg                                 *prom.Registry
 	level, l1Level, queued              prometheus.Gauge
 	messages, stuck, l1Reconnects       prometheus.Counter
 	injectedOps, includedOps            prometheus.Counter
@@ -16,17 +17,9 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
-	reg := prometheus.NewRegistry()
-	g := func(name, help string) prometheus.Gauge {
-		x := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dsn_rollup", Name: name, Help: help})
-		reg.MustRegister(x)
-		return x
-	}
-	c := func(name, help string) prometheus.Counter {
-		x := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dsn_rollup", Name: name, Help: help})
-		reg.MustRegister(x)
-		return x
-	}
+	reg := prom.NewRegistry("dsn_rollup")
+	g := reg.Gauge
+	c := reg.Counter
 	m := &metrics{
 		reg:             reg,
 		level:           g("level", "Last L1 level processed by the kernel."),
@@ -40,9 +33,7 @@ func newMetrics() *metrics {
 		reinjected:      c("batcher_operations_reinjected_total", "Operations whose messages went back to the queue."),
 		injectionErrors: c("batcher_injection_errors_total", "Injections the L1 refused or that failed."),
 		badRPC:          c("rpc_bad_requests_total", "RPC requests answered with a 4xx."),
-		levelSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "dsn_rollup", Name: "level_seconds",
-			Help: "Time to run one level through the kernel and commit it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		levelSeconds:    reg.Histogram("level_seconds", "Time to run one level through the kernel and commit it.", prometheus.ExponentialBuckets(0.001, 2, 16)),
 	}
-	reg.MustRegister(m.levelSeconds, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

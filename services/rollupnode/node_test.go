@@ -20,7 +20,7 @@ import (
 	"github.com/tezos-dsn/dsn/internal/tezos"
 	"github.com/tezos-dsn/dsn/internal/wasmlink"
 	"github.com/tezos-dsn/dsn/services/rollupnode"
-	"github.com/tezos-dsn/dsn/services/sandbox"
+	"github.com/tezos-dsn/dsn/services/stacktest"
 )
 
 var (
@@ -56,20 +56,9 @@ func echoKernel(t *testing.T) string {
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // startSandbox runs a real `dsn sandbox` at 100 ms a level.
-func startSandbox(t *testing.T, dir string) string {
+func startSandbox(t *testing.T) string {
 	t.Helper()
-	sb, err := sandbox.New(sandbox.TestConfig(dir), quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sb.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for sb.Addr() == "" {
-		time.Sleep(5 * time.Millisecond)
-	}
-	return "http://" + sb.Addr()
+	return "http://" + stacktest.StartSandbox(t, 100*time.Millisecond).Addr()
 }
 
 const rollupAddr = "sr18hRM2ke5FCVvjhqkDAhGPMzbPCrzJ8wrU"
@@ -179,7 +168,7 @@ type status struct {
 // following level's inbox; the kernel's outbox and durable writes are
 // readable through the RPC.
 func TestInjectedMessagesReachTheKernelInOrder(t *testing.T) {
-	l1 := startSandbox(t, t.TempDir())
+	l1 := startSandbox(t)
 	n := startNode(t, testConfig(t, l1, t.TempDir()))
 	defer n.stop()
 
@@ -258,7 +247,7 @@ func TestInjectedMessagesReachTheKernelInOrder(t *testing.T) {
 
 // Bad requests get a 4xx with octez's error trace.
 func TestBadRequests(t *testing.T) {
-	l1 := startSandbox(t, t.TempDir())
+	l1 := startSandbox(t)
 	n := startNode(t, testConfig(t, l1, t.TempDir()))
 	defer n.stop()
 	type trace []struct {
@@ -302,7 +291,7 @@ func TestBadRequests(t *testing.T) {
 // level twice (its per-level records and state hashes still match the
 // other node's).
 func TestTwoNodesAgreeAndRestartResumes(t *testing.T) {
-	l1 := startSandbox(t, t.TempDir())
+	l1 := startSandbox(t)
 	dirA, dirB := t.TempDir(), t.TempDir()
 	a := startNode(t, testConfig(t, l1, dirA))
 	cfgB := testConfig(t, l1, dirB)
@@ -350,7 +339,7 @@ func TestTwoNodesAgreeAndRestartResumes(t *testing.T) {
 // A kernel that traps marks its level stuck; the node records it, keeps
 // following the L1 and serving, and the next levels run normally.
 func TestStuckLevelIsMarkedAndTheNodeGoesOn(t *testing.T) {
-	l1 := startSandbox(t, t.TempDir())
+	l1 := startSandbox(t)
 	n := startNode(t, testConfig(t, l1, t.TempDir()))
 	var ids []string
 	post(t, n.url+"/local/batcher/injection?drop_duplicate=false", []string{hex.EncodeToString([]byte("panic"))}, &ids)

@@ -314,7 +314,7 @@ func TestSchemaChecker(t *testing.T) {
 // trace.
 func TestAnswersMatchOctezOpenAPI(t *testing.T) {
 	o := loadOpenAPI(t)
-	l1 := startSandbox(t, t.TempDir())
+	l1 := startSandbox(t)
 	n := startNode(t, testConfig(t, l1, t.TempDir()))
 	defer n.stop()
 

@@ -8,8 +8,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/tezos-dsn/dsn/internal/config"
 	"github.com/tezos-dsn/dsn/internal/tezos"
 )
@@ -134,12 +132,5 @@ func (c *Config) accountKeys() (map[[20]byte]ed25519.PublicKey, error) {
 // their value) and refuses unknown fields. It does not validate: flags may
 // still override.
 func LoadConfig(path string, cfg *Config) error {
-	md, err := toml.DecodeFile(path, cfg)
-	if err != nil {
-		return fmt.Errorf("read config %s: %w", path, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return fmt.Errorf("config %s: unknown field %q", path, und[0].String())
-	}
-	return nil
+	return config.DecodeFile("sandbox config", path, cfg)
 }

@@ -2,12 +2,13 @@ package sequencer
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tezos-dsn/dsn/internal/prom"
 )
 
 // metrics are the sequencer's Prometheus series (GET /metrics).
 type metrics struct {
-	reg                             *prometheus.Registry
+	reg                             *prom.Registry
 	accepted, ordered, unavailable  prometheus.Counter
 	verified, mismatches            prometheus.Counter
 	posted, postedMsgs, postedBytes prometheus.Counter
@@ -16,12 +17,8 @@ type metrics struct {
 }
 
 func newMetrics(s *Sequencer) *metrics {
-	reg := prometheus.NewRegistry()
-	c := func(name, help string) prometheus.Counter {
-		x := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dsn_sequencer", Name: name, Help: help})
-		reg.MustRegister(x)
-		return x
-	}
+	reg := prom.NewRegistry("dsn_sequencer")
+	c := reg.Counter
 	m := &metrics{
 		reg:         reg,
 		accepted:    c("transactions_accepted_total", "Transactions a node acknowledged."),
@@ -34,12 +31,9 @@ func newMetrics(s *Sequencer) *metrics {
 		postedBytes: c("posted_bytes_total", "Bytes of the inbox messages posted to the rollup node."),
 		postErrors:  c("post_errors_total", "Posts the rollup node refused or that failed (retried)."),
 		reposts:     c("reposts_total", "Times posting restarted from the rollup's DAG because it stalled."),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dsn_sequencer", Name: "requests_rejected_total",
-			Help: "API requests answered with an error, by HTTP status."}, []string{"code"}),
+		rejected:    reg.CounterVec("requests_rejected_total", "API requests answered with an error, by HTTP status.", "code"),
 	}
-	gauge := func(name, help string, f func() float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dsn_sequencer", Name: name, Help: help}, f))
-	}
+	gauge := reg.GaugeFunc
 	gauge("head", "Index of the last pre-block followed.", func() float64 {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -61,6 +55,5 @@ func newMetrics(s *Sequencer) *metrics {
 		}
 		return float64(n)
 	})
-	reg.MustRegister(m.rejected, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -92,17 +92,7 @@ func Start(tb testing.TB, o Options) *Stack {
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 
-	sbCfg := sandbox.TestConfig(tb.TempDir())
-	sbCfg.BlockTime.Duration = o.BlockTime
-	sb, err := sandbox.New(sbCfg, log)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sbDone := make(chan struct{})
-	go func() { sb.Run(ctx); close(sbDone) }()
-	for sb.Addr() == "" {
-		time.Sleep(5 * time.Millisecond)
-	}
+	sb := StartSandbox(tb, o.BlockTime)
 
 	dir := tb.TempDir()
 	kernelFile, setupFile := filepath.Join(dir, "dsn.wasm"), filepath.Join(dir, "setup.json")
@@ -132,7 +122,6 @@ func Start(tb testing.TB, o Options) *Stack {
 		srv.Close()
 		cancel()
 		<-rnDone
-		<-sbDone
 		rn.Close()
 	})
 	s := &Stack{Cluster: cl, RollupURL: srv.URL, Rollup: rn, L1URL: "http://" + sb.Addr()}
@@ -140,6 +129,26 @@ func Start(tb testing.TB, o Options) *Stack {
 		s.Endpoints = append(s.Endpoints, sequencer.Endpoint{Transactions: cl.Node(i).Addr("transactions"), Export: cl.Node(i).Addr("export")})
 	}
 	return s
+}
+
+// StartSandbox runs a `dsn sandbox` (its test configuration: a fresh data
+// dir, a free loopback port) at blockTime a level until the test ends.
+func StartSandbox(tb testing.TB, blockTime time.Duration) *sandbox.Sandbox {
+	tb.Helper()
+	cfg := sandbox.TestConfig(tb.TempDir())
+	cfg.BlockTime.Duration = blockTime
+	sb, err := sandbox.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sb.Run(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	for sb.Addr() == "" {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return sb
 }
 
 // Sequencer starts a sequencer posting to the stack's rollup node and
