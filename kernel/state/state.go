@@ -273,7 +273,7 @@ func (m *Machine) EndLevel() {
 func (m *Machine) Submit(entries []Entry) error {
 	var fresh, fills []Entry
 	var known []*narwhal.Certificate
-	seen := map[narwhal.Digest]bool{}
+	seen := map[narwhal.Digest]int{} // index in fresh, -1: held already
 	for i, e := range entries {
 		c := e.Certificate
 		// A certificate without signers is "stripped": a poster may drop
@@ -307,15 +307,24 @@ func (m *Machine) Submit(entries []Entry) error {
 		if !e.Withheld {
 			fills = append(fills, e)
 		}
-		if seen[d] || c.Round() <= m.b.GCRound() {
+		if c.Round() <= m.b.GCRound() {
 			continue
 		}
-		seen[d] = true
+		if i, ok := seen[d]; ok {
+			// The same certificate twice: keep the copy with its batches
+			// (a withheld copy must not shadow a full one).
+			if i >= 0 && fresh[i].Withheld && !e.Withheld {
+				fresh[i] = e
+			}
+			continue
+		}
+		seen[d] = -1
 		if m.known(c) {
 			// Authenticated before: it still vouches for its parents.
 			known = append(known, c)
 			continue
 		}
+		seen[d] = len(fresh)
 		fresh = append(fresh, e)
 	}
 	// Tips carry the authentication: every other new certificate is a
@@ -341,10 +350,6 @@ func (m *Machine) Submit(entries []Entry) error {
 	if err := m.verifier.CheckCertificates(tips); err != nil {
 		return err
 	}
-	// The submission stands: its batches may complete blocks that wait.
-	for _, e := range fills {
-		m.fill(e.Certificate.Digest(), e.Batches)
-	}
 	slices.SortStableFunc(fresh, func(a, b Entry) int {
 		if a.Certificate.Round() != b.Certificate.Round() {
 			if a.Certificate.Round() < b.Certificate.Round() {
@@ -368,6 +373,12 @@ func (m *Machine) Submit(entries []Entry) error {
 	if progress {
 		m.wake()
 	}
+	// The submission stands: its batches complete what is held without
+	// them (after process, so that this submission's own certificates are
+	// held), and may complete blocks that wait.
+	for _, e := range fills {
+		m.fill(e.Certificate, e.Batches)
+	}
 	m.drain()
 	m.st.Put("bullshark", m.b.State().Encode())
 	m.gc()
@@ -376,12 +387,19 @@ func (m *Machine) Submit(entries []Entry) error {
 
 func needKey(d narwhal.Digest) string { return "need/" + hex.EncodeToString(d[:]) }
 
-// fill stores the batches of a certificate that a committed, unwritten
-// block needs (its header's digest binds the payload, and each batch was
-// checked against it), whatever the GC horizon.
-func (m *Machine) fill(d narwhal.Digest, batches []*narwhal.Batch) {
-	if _, ok := m.st.Get(needKey(d)); !ok {
-		return
+// fill stores the batches of a certificate (its header's digest binds the
+// payload, and each batch was checked against it) where they are missing:
+// for a committed, unwritten block that needs them, whatever the GC
+// horizon, or for an uncommitted certificate held without them (it came
+// withheld first), so that its block need not wait when it commits.
+func (m *Machine) fill(c *narwhal.Certificate, batches []*narwhal.Batch) {
+	d := c.Digest()
+	if _, needed := m.st.Get(needKey(d)); !needed {
+		// Not committed yet: only a certificate held without its batches
+		// (it came withheld) takes them, for when it commits.
+		if c.Round() <= m.b.LastCommitted(c.Author()) || !m.known(c) {
+			return
+		}
 	}
 	for j, b := range batches {
 		if _, ok := m.st.Get(batchKey(d, j)); !ok {

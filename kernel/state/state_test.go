@@ -305,3 +305,36 @@ func TestStrippedSubmissions(t *testing.T) {
 	t.Logf("%d blocks equal to Export; %d certificates posted in %d bytes instead of %d (%.0f %%)",
 		head, len(run.dag), stripped, full, 100*float64(stripped)/float64(full))
 }
+
+// A withheld copy of each certificate posted before the full one — in the
+// same level or a level earlier — changes nothing: the full copy's batches
+// are kept, and every block equals the Export (a withheld copy can come
+// from anyone who copies certificates out of the inbox).
+func TestWithheldCopiesFirstDoNotStallTheRollup(t *testing.T) {
+	run := sharedRun(t)
+	withheld := make([]state.Entry, len(run.dag))
+	for i, e := range run.dag {
+		withheld[i] = state.Entry{Certificate: e.Certificate, Withheld: true}
+	}
+	for _, sameLevel := range []bool{true, false} {
+		st := setup(t, run)
+		var level [][]byte
+		for lo := 0; lo < len(run.dag); lo += 40 {
+			hi := min(lo+40, len(run.dag))
+			if sameLevel {
+				level = append(level, messages(t, withheld[lo:hi], 40)...)
+				level = append(level, messages(t, run.dag[lo:hi], 40)...)
+				continue
+			}
+			feed(t, st, messages(t, withheld[lo:hi], 40), 1<<20)
+			feed(t, st, messages(t, run.dag[lo:hi], 40), 1<<20)
+		}
+		if sameLevel {
+			feed(t, st, level, len(level))
+		}
+		head := checkAgainstExport(t, st, run.export)
+		if head+2 < uint64(len(run.export)) {
+			t.Fatalf("same level %v: the kernel reached block %d of %d", sameLevel, head, len(run.export))
+		}
+	}
+}
