@@ -164,6 +164,9 @@ func New(cfg *config.Node, log *slog.Logger, opts ...Option) (*Node, error) {
 		return nil, err
 	}
 	log = log.With("node", cfg.Name)
+	if tail := st.checked.walTail; tail != "" {
+		log.Warn("store: "+tail, "data_dir", st.dir)
+	}
 	if sc := st.checked; sc.took > 0 {
 		log.Info("store checked", "data_dir", st.dir, "tables", sc.tables, "table_bytes", sc.tableBytes,
 			"subdags", sc.subDAGs, "certificates", sc.certs, "took", sc.took.Round(time.Millisecond).String())
