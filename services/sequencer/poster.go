@@ -37,8 +37,10 @@ type poster struct {
 	rollup *rollupClient
 	addr   [20]byte
 
+	flushMu  sync.Mutex // one flush at a time, in order
 	mu       sync.Mutex
 	pending  []state.Entry
+	sizes    []int // each pending entry's bytes
 	bytes    int
 	posted   uint64 // highest round posted
 	restart  chan struct{}
@@ -102,23 +104,30 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // resumeRound is where a DAG stream starts: a little below the rollup's
 // highest round, and never above what this poster already posted.
 func (p *poster) resumeRound(ctx context.Context) uint64 {
-	max := p.rollupDAGMax(ctx)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.flushLocked(ctx) // what was read so far goes out before the stream restarts
+	max, ok := p.rollupDAGMax(ctx)
+	if !ok { // the rollup node does not answer: from what it last said
+		p.mu.Lock()
+		max = p.dagMax
+		p.mu.Unlock()
+	}
+	p.flush(ctx) // what was read so far goes out before the stream restarts
 	if max > postRounds {
 		return max - postRounds
 	}
 	return 0
 }
 
-// rollupDAGMax reads the kernel's highest stored round (0 if none).
-func (p *poster) rollupDAGMax(ctx context.Context) uint64 {
+// rollupDAGMax reads the kernel's highest stored round (0 if none yet);
+// false if the rollup node did not answer.
+func (p *poster) rollupDAGMax(ctx context.Context) (uint64, bool) {
 	v, ok, err := p.rollup.value(ctx, "/dsn/dag_max")
-	if err != nil || !ok || len(v) != 8 {
-		return 0
+	if err != nil {
+		return 0, false
 	}
-	return binary.BigEndian.Uint64(v)
+	if !ok || len(v) != 8 {
+		return 0, true
+	}
+	return binary.BigEndian.Uint64(v), true
 }
 
 // add takes one certificate of the DAG stream.
@@ -141,6 +150,7 @@ func (p *poster) add(e *preblock.DAGEntry) bool {
 	}
 	p.mu.Lock()
 	p.pending = append(p.pending, entry)
+	p.sizes = append(p.sizes, size)
 	p.bytes += size
 	full := p.bytes >= p.s.cfg.MaxSubmissionBytes
 	p.mu.Unlock()
@@ -163,44 +173,80 @@ func (p *poster) flushLoop(ctx context.Context) {
 	}
 }
 
+// maxPendingSubmissions bounds what waits for a rollup node that does not
+// take it, in submissions of MaxSubmissionBytes: past it, the waiting
+// certificates are dropped and the stream restarts from the rollup's DAG
+// once the rollup node is back (they are the DSN's to re-read, not ours to
+// hoard).
+const maxPendingSubmissions = 8
+
+// flush posts the pending certificates as submissions of at most
+// MaxSubmissionBytes each, in order. One flush runs at a time (flushMu);
+// the DAG stream keeps appending meanwhile. A failed injection puts what
+// was not posted back in front, or, past maxPendingSubmissions, drops it
+// and restarts the stream from the rollup's DAG.
 func (p *poster) flush(ctx context.Context) {
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.flushLocked(ctx)
+	entries, sizes := p.pending, p.sizes
+	p.pending, p.sizes, p.bytes = nil, nil, 0
+	p.mu.Unlock()
+	for len(entries) > 0 {
+		n, size := 0, 0
+		for n < len(entries) && (n == 0 || size+sizes[n] <= p.s.cfg.MaxSubmissionBytes) {
+			size += sizes[n]
+			n++
+		}
+		if err := p.post(ctx, entries[:n]); err != nil {
+			p.s.log.Warn("posting failed; will retry", "err", err, "certificates", len(entries))
+			p.s.metrics.postErrors.Inc()
+			p.mu.Lock()
+			p.pending = append(entries, p.pending...)
+			p.sizes = append(sizes, p.sizes...)
+			p.bytes = 0
+			for _, sz := range p.sizes {
+				p.bytes += sz
+			}
+			if p.bytes > maxPendingSubmissions*p.s.cfg.MaxSubmissionBytes {
+				p.s.log.Warn("the rollup node takes nothing: dropping what waits, to post again from the rollup's DAG", "certificates", len(p.pending))
+				p.pending, p.sizes, p.bytes = nil, nil, 0
+				select {
+				case p.restart <- struct{}{}:
+				default:
+				}
+			}
+			p.mu.Unlock()
+			return
+		}
+		entries, sizes = entries[n:], sizes[n:]
+	}
 }
 
-// flushLocked posts the pending certificates as one submission. A failed
-// injection keeps them pending for the next flush.
-func (p *poster) flushLocked(ctx context.Context) {
-	if len(p.pending) == 0 {
-		return
-	}
-	chunks, err := da.Split(state.EncodeSubmission(state.StripSignatures(p.pending)))
+// post injects one submission.
+func (p *poster) post(ctx context.Context, entries []state.Entry) error {
+	chunks, err := da.Split(state.EncodeSubmission(state.StripSignatures(entries)))
 	if err != nil {
-		p.s.log.Error("submission not framed", "err", err, "certificates", len(p.pending))
-		p.pending, p.bytes = nil, 0
-		return
+		p.s.log.Error("submission not framed; dropped", "err", err, "certificates", len(entries))
+		return nil
 	}
 	msgs := make([][]byte, len(chunks))
+	bytes := 0
 	for i, c := range chunks {
 		msgs[i] = da.Target(p.addr, c.Encode())
+		bytes += len(msgs[i])
 	}
 	if err := p.rollup.inject(ctx, msgs); err != nil {
-		p.s.log.Warn("posting failed; will retry", "err", err, "certificates", len(p.pending))
-		p.s.metrics.postErrors.Inc()
-		return
+		return err
 	}
-	top := p.pending[len(p.pending)-1].Certificate.Round()
-	p.posted = max(p.posted, top)
-	bytes := 0
-	for _, m := range msgs {
-		bytes += len(m)
-	}
-	p.s.metrics.posted.Add(float64(len(p.pending)))
+	p.mu.Lock()
+	p.posted = max(p.posted, entries[len(entries)-1].Certificate.Round())
+	p.mu.Unlock()
+	p.s.metrics.posted.Add(float64(len(entries)))
 	p.s.metrics.postedMsgs.Add(float64(len(msgs)))
 	p.s.metrics.postedBytes.Add(float64(bytes))
 	p.s.postedBytes.Add(uint64(bytes))
-	p.pending, p.bytes = nil, 0
+	return nil
 }
 
 // watch re-posts when the rollup's DAG stalls below what was posted, and
@@ -233,7 +279,7 @@ func (p *poster) watch(ctx context.Context) {
 		case <-t.C:
 		case <-blocks:
 		}
-		max := p.rollupDAGMax(ctx)
+		max, _ := p.rollupDAGMax(ctx)
 		p.mu.Lock()
 		if max > p.dagMax {
 			p.dagMax, p.progress = max, time.Now()
