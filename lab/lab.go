@@ -299,8 +299,10 @@ func (m *Manifest) Containers() []Container {
 		eps = append(eps, fmt.Sprintf("%s:%d/%s:%d", Service(n), TransactionsPort, Service(n), ExportPort))
 	}
 	cs = append(cs, Container{Name: "sequencer",
+		// No per-client rate limit in the lab: every client on the host
+		// reaches the sequencer from Docker's gateway address, one bucket.
 		Command: []string{"sequencer", "--listen", fmt.Sprintf(":%d", SequencerPort), "--nodes", strings.Join(eps, ","),
-			"--rollup", fmt.Sprintf("http://rollup-node:%d", RollupPort)},
+			"--rollup", fmt.Sprintf("http://rollup-node:%d", RollupPort), "--rate-limit", "0"},
 		Ports: []int{SequencerPort}, HostPorts: fixed(SequencerPort),
 		HealthPath: "/health", HealthPort: SequencerPort, DependsOn: append(nodes, "rollup-node")})
 	return cs

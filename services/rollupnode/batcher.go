@@ -20,11 +20,11 @@ import (
 // per batching key per L1 block, signed and injected into the L1
 // (injected), and are marked included when the operation shows up in a
 // processed level. An operation that has not shown up after reinject_after
-// levels goes back to the queue, and its messages are injected again once
-// its key can inject (the L1 refuses a second operation of a source while
-// the first is still in its mempool, so a message is only re-sent once the
-// first operation is gone). The queue lives in memory, as in octez: a
-// poster re-posts what the rollup has not applied.
+// levels is sent again, the same messages from the same key: while the
+// first is still in the L1's mempool the L1 refuses a second operation of
+// the source, so a message is re-sent only once the first operation is
+// gone, and never twice into the inbox. The queue lives in memory, as in
+// octez: a poster re-posts what the rollup has not applied.
 
 // MaxMessageSize is the largest message the batcher takes: an inbox
 // message is at most 4096 bytes with its 0x01 external tag.
@@ -63,7 +63,6 @@ type flight struct {
 type batchKey struct {
 	priv     ed25519.PrivateKey
 	pkh      [20]byte
-	counter  uint64 // last counter used (0: ask the L1)
 	inflight *flight
 }
 
@@ -169,83 +168,104 @@ func (b *batcher) included(in *inboxLevel) {
 	}
 }
 
-// tick injects, after each processed head: operations gone for
-// reinject_after levels return to the queue, and every free key injects
-// the next batch.
+// plan is one injection tick decided: a key and the messages it sends,
+// a retry of its operation that did not show up, or a new batch.
+type plan struct {
+	k     *batchKey
+	msgs  []*message
+	retry *flight
+}
+
+// tick injects, after each processed head (the node has caught up with
+// the L1, so every operation that was included has been seen): a key
+// whose operation has not shown up for reinject_after levels sends the
+// same messages again from the same key, and every free key sends the next
+// batch from the front of the queue. The decisions are taken under the
+// lock, the L1 calls made without it, the outcomes applied under it again;
+// tick runs in the node's loop only, so nothing else takes from the queue.
 func (b *batcher) tick(ctx context.Context, head header) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, k := range b.keys {
-		if f := k.inflight; f != nil && head.Level >= f.injectedAt+b.cfg.ReinjectAfter {
-			b.log.Warn("operation not included; re-injecting its messages", "operation", f.hash, "injected_at", f.injectedAt, "messages", len(f.msgs))
-			b.requeue(f.msgs)
-			k.inflight, k.counter = nil, 0
-			b.m.reinjected.Inc()
-		}
-	}
 	branch, err := tezos.ParseBlockHash(head.Hash)
 	if err != nil {
 		b.log.Error("l1 head hash", "hash", head.Hash, "err", err)
 		return
 	}
+	var plans []plan
+	b.mu.Lock()
 	for _, k := range b.keys {
-		if k.inflight != nil || len(b.queue) == 0 {
-			continue
-		}
-		if err := b.injectWith(ctx, k, branch, head.Level); err != nil {
-			b.log.Warn("injection failed; will retry", "source", tezos.EncodeTz1(k.pkh), "err", err)
-			k.counter = 0
-			b.m.injectionErrors.Inc()
+		switch f := k.inflight; {
+		case f != nil && head.Level >= f.injectedAt+b.cfg.ReinjectAfter:
+			plans = append(plans, plan{k: k, msgs: f.msgs, retry: f})
+		case f == nil && len(b.queue) > 0:
+			n, size := 0, 0
+			for n < len(b.queue) && size+4+len(b.queue[n].content) <= b.cfg.MaxBatchSize {
+				size += 4 + len(b.queue[n].content)
+				n++
+			}
+			batch := b.queue[:n:n]
+			b.queue = b.queue[n:]
+			plans = append(plans, plan{k: k, msgs: batch})
 		}
 	}
+	b.mu.Unlock()
+
+	type outcome struct {
+		hash string
+		err  error
+	}
+	outcomes := make([]outcome, len(plans))
+	for i, pl := range plans {
+		outcomes[i].hash, outcomes[i].err = b.send(ctx, pl.k, branch, pl.msgs)
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var back []*message // new batches that were not sent, in order
+	for i, pl := range plans {
+		o := outcomes[i]
+		switch {
+		case o.err == nil:
+			f := &flight{hash: o.hash, msgs: pl.msgs, injectedAt: head.Level, key: pl.k}
+			for j, m := range pl.msgs {
+				m.status, m.op, m.opIndex = statusInjected, f, j
+			}
+			pl.k.inflight = f
+			if pl.retry != nil {
+				b.log.Warn("operation not included; its messages sent again", "operation", pl.retry.hash, "now", o.hash, "injected_at", pl.retry.injectedAt)
+				b.m.reinjected.Inc()
+			} else {
+				b.m.injectedOps.Inc()
+				b.log.Info("operation injected", "operation", o.hash, "source", tezos.EncodeTz1(pl.k.pkh), "messages", len(pl.msgs))
+			}
+		case pl.retry != nil:
+			// Most likely still in the L1's mempool (a second operation
+			// of the source is refused): wait another round of levels.
+			pl.retry.injectedAt = head.Level
+			b.log.Info("operation not included yet; not sent again", "operation", pl.retry.hash, "err", o.err)
+		default:
+			b.log.Warn("injection failed; will retry", "source", tezos.EncodeTz1(pl.k.pkh), "err", o.err)
+			b.m.injectionErrors.Inc()
+			back = append(back, pl.msgs...)
+		}
+	}
+	b.queue = append(back, b.queue...)
 	b.m.queued.Set(float64(len(b.queue)))
 }
 
-// requeue puts messages back at the front of the queue, in order.
-func (b *batcher) requeue(msgs []*message) {
-	for _, m := range msgs {
-		m.status, m.op = statusPendingBatch, nil
-	}
-	b.queue = append(append([]*message(nil), msgs...), b.queue...)
-}
-
-func (b *batcher) injectWith(ctx context.Context, k *batchKey, branch [32]byte, level uint32) error {
-	if k.counter == 0 {
-		c, err := b.l1.counter(ctx, k.pkh)
-		if err != nil {
-			return err
-		}
-		k.counter = c
-	}
-	var batch []*message
-	size := 0
-	for _, m := range b.queue {
-		if size+4+len(m.content) > b.cfg.MaxBatchSize {
-			break
-		}
-		size += 4 + len(m.content)
-		batch = append(batch, m)
+// send signs an add_messages operation of msgs from key k on branch, with
+// the source's next counter as the L1 has it, and injects it.
+func (b *batcher) send(ctx context.Context, k *batchKey, branch [32]byte, msgs []*message) (string, error) {
+	counter, err := b.l1.counter(ctx, k.pkh)
+	if err != nil {
+		return "", err
 	}
 	op := &tezos.Operation{Branch: branch, Contents: tezos.AddMessages{
-		Source: k.pkh, Fee: 1000 + uint64(size), Counter: k.counter + 1, GasLimit: 10_000, StorageLimit: 0}}
-	for _, m := range batch {
+		Source: k.pkh, Fee: 1000, Counter: counter + 1, GasLimit: 10_000, StorageLimit: 0}}
+	for _, m := range msgs {
 		op.Contents.Messages = append(op.Contents.Messages, m.content)
+		op.Contents.Fee += uint64(len(m.content))
 	}
 	op.Sign(k.priv)
-	hash, err := b.l1.inject(ctx, op.Bytes())
-	if err != nil {
-		return err
-	}
-	k.counter++
-	f := &flight{hash: hash, msgs: batch, injectedAt: level, key: k}
-	for i, m := range batch {
-		m.status, m.op, m.opIndex = statusInjected, f, i
-	}
-	k.inflight = f
-	b.queue = b.queue[len(batch):]
-	b.m.injectedOps.Inc()
-	b.log.Info("operation injected", "operation", hash, "source", tezos.EncodeTz1(k.pkh), "messages", len(batch), "bytes", size)
-	return nil
+	return b.l1.inject(ctx, op.Bytes())
 }
 
 // messageStatus is /local/batcher/queue/{id}'s answer.

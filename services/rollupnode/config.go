@@ -75,8 +75,9 @@ func (c Config) Validate() error {
 	if c.BootSectorFile == "" {
 		errs = append(errs, errors.New("boot_sector_file is required"))
 	}
-	if c.MaxBatchSize < tezos.MaxMessageSize || c.MaxBatchSize > tezos.MaxOperationSize-256 {
-		errs = append(errs, fmt.Errorf("max_batch_size %d: want %d..%d", c.MaxBatchSize, tezos.MaxMessageSize, tezos.MaxOperationSize-256))
+	// The largest message (MaxMessageSize) with its 4-byte length must fit.
+	if lo := MaxMessageSize + 4; c.MaxBatchSize < lo || c.MaxBatchSize > tezos.MaxOperationSize-256 {
+		errs = append(errs, fmt.Errorf("max_batch_size %d: want %d..%d", c.MaxBatchSize, lo, tezos.MaxOperationSize-256))
 	}
 	if c.ReinjectAfter == 0 {
 		errs = append(errs, errors.New("reinject_after must be at least 1 level"))

@@ -203,6 +203,9 @@ func (n *Node) Head() uint32 {
 // Run follows the L1 until ctx is done: each new L1 level is processed in
 // order, then the batcher injects what is queued.
 func (n *Node) Run(ctx context.Context) error {
+	// Monitor streams end with Run, so that the RPC server's shutdown does
+	// not wait on them.
+	defer n.endSubscriptions()
 	go n.followHeads(ctx)
 	for {
 		n.l1mu.Lock()
@@ -408,9 +411,23 @@ func (n *Node) publish(r *record) {
 func (n *Node) subscribe() chan []byte {
 	ch := make(chan []byte, 64)
 	n.subMu.Lock()
+	defer n.subMu.Unlock()
+	if n.subs == nil { // Run has ended
+		close(ch)
+		return ch
+	}
 	n.subs[ch] = struct{}{}
-	n.subMu.Unlock()
 	return ch
+}
+
+// endSubscriptions ends every monitor stream, and those to come.
+func (n *Node) endSubscriptions() {
+	n.subMu.Lock()
+	defer n.subMu.Unlock()
+	for ch := range n.subs {
+		close(ch)
+	}
+	n.subs = nil
 }
 
 func (n *Node) unsubscribe(ch chan []byte) {

@@ -20,6 +20,7 @@ import (
 	"github.com/tezos-dsn/dsn/internal/tezos"
 	"github.com/tezos-dsn/dsn/internal/wasmlink"
 	"github.com/tezos-dsn/dsn/services/rollupnode"
+	"github.com/tezos-dsn/dsn/services/sandbox"
 	"github.com/tezos-dsn/dsn/services/stacktest"
 )
 
@@ -371,5 +372,68 @@ func TestStuckLevelIsMarkedAndTheNodeGoesOn(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("the message after the stuck level was not echoed: %v", outbox)
+	}
+}
+
+// With several batching keys and blocks that carry one operation each,
+// operations wait in the L1's mempool longer than reinject_after: their
+// messages are not sent again while they are there (the same key retries
+// and is refused), so each message reaches the inbox exactly once.
+func TestSlowInclusionSendsNoMessageTwice(t *testing.T) {
+	sbCfg := sandbox.TestConfig(t.TempDir())
+	sbCfg.MaxBlockBytes = tezos.MaxOperationSize // one full operation a block
+	sb, err := sandbox.New(sbCfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sb.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for sb.Addr() == "" {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cfg := testConfig(t, "http://"+sb.Addr(), t.TempDir())
+	cfg.BatchingKeys = nil
+	for _, a := range tezos.SandboxAccounts(4) {
+		cfg.BatchingKeys = append(cfg.BatchingKeys, a.SecretKey)
+	}
+	cfg.ReinjectAfter = 2
+	n := startNode(t, cfg)
+	var msgs, ids []string
+	for i := range 28 { // 4 operations of 7 messages of ~4 KiB
+		m := make([]byte, 4000)
+		copy(m, fmt.Sprintf("message %02d", i))
+		msgs = append(msgs, hex.EncodeToString(m))
+	}
+	post(t, n.url+"/local/batcher/injection?drop_duplicate=true", msgs, &ids)
+	waitFor(t, "every message included", 30*time.Second, func() bool {
+		for _, id := range ids {
+			var st status
+			get(t, n.url+"/local/batcher/queue/"+id, &st)
+			if st.Status != "included" {
+				return false
+			}
+		}
+		return true
+	})
+	count := map[string]int{}
+	var head int32
+	get(t, n.url+"/global/tezos_level", &head)
+	for lv := int32(1); lv <= head; lv++ {
+		var blk struct {
+			Messages []string `json:"messages"`
+		}
+		get(t, fmt.Sprintf("%s/global/block/%d", n.url, lv), &blk)
+		for _, m := range blk.Messages {
+			if len(m) > 2 && m[:2] == "01" {
+				count[m[2:]]++
+			}
+		}
+	}
+	for i, m := range msgs {
+		if count[m] != 1 {
+			t.Fatalf("message %d reached the inbox %d times", i, count[m])
+		}
 	}
 }
