@@ -102,7 +102,8 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 }
 
 // resumeRound is where a DAG stream starts: a little below the rollup's
-// highest round, and never above what this poster already posted.
+// highest stored round (the last one it reported, if it does not answer),
+// after what was read so far is posted.
 func (p *poster) resumeRound(ctx context.Context) uint64 {
 	max, ok := p.rollupDAGMax(ctx)
 	if !ok { // the rollup node does not answer: from what it last said
