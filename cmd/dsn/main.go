@@ -44,6 +44,7 @@ func commands() []command {
 		sequencerCommand(),
 		sandboxCommand(),
 		rollupNodeCommand(),
+		receiptVerifyCommand(),
 	}
 }
 

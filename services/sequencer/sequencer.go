@@ -3,7 +3,8 @@
 // in turn until one acknowledges), follows the committed pre-blocks
 // (Export, failing over between nodes without gaps or duplicates) and
 // tells users where their transaction is: pending, then ordered (pre-block
-// index and position, a soft confirmation). Posting to the rollup and the
+// index and position, a soft confirmation, with a receipt the user checks
+// offline against the committee: receipt.go, internal/receipt). Posting to the rollup and the
 // verified status come with the rollup node (see the sequencer issue);
 // docs/sequencer.md documents the API.
 package sequencer
@@ -32,6 +33,7 @@ import (
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/preblock"
+	"github.com/tezos-dsn/dsn/internal/receipt"
 )
 
 // Endpoint is one consensus node's public APIs.
@@ -69,12 +71,19 @@ type Config struct {
 	// the event stream are not limited.
 	RateLimit float64
 	RateBurst int
+
+	// Receipts is how many ordered transactions' receipts are kept (oldest
+	// dropped first; 0: none are built), and ReceiptBytes bounds their
+	// memory: each is charged its batch (once per batch of a pre-block)
+	// and about 1 KiB.
+	Receipts     int
+	ReceiptBytes int
 }
 
 // DefaultConfig returns defaults for nodes.
 func DefaultConfig(nodes []Endpoint) Config {
 	return Config{Nodes: nodes, MaxTransactionSize: 256 << 10, SubmitTimeout: 5 * time.Second, Tracked: 1_000_000,
-		RateLimit: 200, RateBurst: 400,
+		RateLimit: 200, RateBurst: 400, Receipts: 100_000, ReceiptBytes: 256 << 20,
 		PostInterval: 250 * time.Millisecond, MaxSubmissionBytes: 1 << 20, VerifyInterval: time.Second, RepostAfter: 15 * time.Second}
 }
 
@@ -93,6 +102,9 @@ type Status struct {
 	Block      *uint64 `json:"block,omitempty"`
 	Level      *uint32 `json:"level,omitempty"`
 	VerifiedAt string  `json:"verified_at,omitempty"` // RFC 3339, when this sequencer saw the block in the rollup
+	// Receipt is the path of the transaction's receipt, once this
+	// sequencer holds it (internal/receipt; docs/sequencer.md).
+	Receipt string `json:"receipt,omitempty"`
 }
 
 // Sequencer serves the API. Create it with New, run Follow in a goroutine,
@@ -121,6 +133,8 @@ type Sequencer struct {
 	limit  *limiter
 	rollup *rollupClient           // nil without Config.Rollup
 	subs   map[chan event]struct{} // event-stream subscribers (s.mu)
+
+	receipts *receiptBook // s.mu
 }
 
 // New connects (lazily) to the nodes.
@@ -129,6 +143,7 @@ func New(cfg Config, log *slog.Logger) (*Sequencer, error) {
 		return nil, errors.New("sequencer: no consensus node endpoints")
 	}
 	s := &Sequencer{cfg: cfg, log: log, status: map[narwhal.Digest]*Status{}, byIndex: map[uint64][]narwhal.Digest{}, subs: map[chan event]struct{}{}, up: make([]bool, len(cfg.Nodes))}
+	s.receipts = newReceiptBook(cfg.Receipts, cfg.ReceiptBytes)
 	s.metrics = newMetrics(s)
 	s.limit = newLimiter(cfg.RateLimit, cfg.RateBurst)
 	if cfg.Rollup != "" {
@@ -289,35 +304,58 @@ func (s *Sequencer) followNode(ctx context.Context, node int) error {
 	}
 }
 
-// apply marks the tracked transactions of the next pre-block ordered.
+// apply marks the tracked transactions of the next pre-block ordered and
+// builds their receipts (receipt.go); the ordered events go out after, so
+// that they name the receipt when it is ready at once.
 func (s *Sequencer) apply(pb *dsnv1.PreBlock) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if pb.Index != s.head+1 {
 		return fmt.Errorf("pre-block %d after %d", pb.Index, s.head)
 	}
+	if len(pb.Batches) > len(pb.Certificates) {
+		return fmt.Errorf("pre-block %d: batches for %d certificates, %d certificates", pb.Index, len(pb.Batches), len(pb.Certificates))
+	}
 	at := time.Now().UTC().Format(time.RFC3339Nano)
 	pos := 0
-	for _, cb := range pb.Batches {
+	var marked []*Status
+	var fs []found
+	for i, cb := range pb.Batches {
 		for _, raw := range cb.Batches {
 			b, err := narwhal.DecodeBatch(raw)
 			if err != nil {
 				return fmt.Errorf("pre-block %d: %w", pb.Index, err)
 			}
-			for _, tx := range b.Transactions {
+			var bd *narwhal.Digest // computed for the first tracked transaction of the batch
+			for k, tx := range b.Transactions {
 				id := blake2b.Sum256(tx)
 				if st, ok := s.status[id]; ok && st.Status == "pending" {
 					index, position := pb.Index, pos
 					st.Status, st.Index, st.Position, st.OrderedAt = "ordered", &index, &position, at
 					s.metrics.ordered.Inc()
-					s.publishLocked(st)
+					marked = append(marked, st)
 					if s.cfg.Rollup != "" {
 						s.byIndex[pb.Index] = append(s.byIndex[pb.Index], id)
+					}
+					if s.receipts.enabled() {
+						charge := receiptOverhead
+						if bd == nil {
+							d := b.Digest()
+							bd, charge = &d, charge+len(raw)
+						}
+						fs = append(fs, found{certIndex: i, charge: charge, o: receipt.Ordered{
+							ID: id, Index: pb.Index, Position: pos, Batch: raw, BatchDigest: *bd, InBatch: k}})
 					}
 				}
 				pos++
 			}
 		}
+	}
+	if s.receipts.enabled() {
+		s.receiptsFor(pb, fs)
+	}
+	for _, st := range marked {
+		s.publishLocked(st)
 	}
 	s.head = pb.Index
 	return nil
@@ -329,6 +367,7 @@ func (s *Sequencer) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/transactions", s.limited(s.postTransaction))
 	mux.HandleFunc("POST /broadcast", s.limited(s.postTransaction))
 	mux.HandleFunc("GET /v1/transactions/{id}", s.limited(s.getTransaction))
+	mux.HandleFunc("GET /v1/transactions/{id}/receipt", s.limited(s.getReceipt))
 	mux.HandleFunc("GET /v1/head", s.limited(s.getHead))
 	mux.HandleFunc("GET /v1/blocks/{n}", s.limited(s.getBlock))
 	mux.HandleFunc("GET /v1/authorities", s.limited(s.getAuthorities))
@@ -399,13 +438,22 @@ func (s *Sequencer) postTransaction(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Sequencer) getTransaction(w http.ResponseWriter, r *http.Request) {
+// parseID reads the {id} of the path, answering 400 when it is malformed.
+func (s *Sequencer) parseID(w http.ResponseWriter, r *http.Request) (narwhal.Digest, bool) {
 	raw, err := hex.DecodeString(r.PathValue("id"))
 	if err != nil || len(raw) != 32 {
 		s.fail(w, http.StatusBadRequest, "id: want the 64 hex digits of the transaction's BLAKE2b-256 digest")
+		return narwhal.Digest{}, false
+	}
+	return narwhal.Digest(raw), true
+}
+
+func (s *Sequencer) getTransaction(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.parseID(w, r)
+	if !ok {
 		return
 	}
-	st, ok := s.Lookup(narwhal.Digest(raw))
+	st, ok := s.Lookup(id)
 	if !ok {
 		s.fail(w, http.StatusNotFound, "unknown transaction (not submitted here, or no longer tracked)")
 		return
