@@ -63,9 +63,12 @@ type PendingDigest struct {
 
 // Output is the result of one step.
 type Output struct {
-	Writes      []store.Write
-	Messages    []narwhal.Envelope
-	NeedBatches []BatchNeed
+	Writes []store.Write
+	// SignedChanged: this step signed a new vote or header; Signed's new
+	// value must be durable outside the store before Messages leave.
+	SignedChanged bool
+	Messages      []narwhal.Envelope
+	NeedBatches   []BatchNeed
 	// Accepted certificates, in causal order, for consensus.
 	Accepted []*narwhal.Certificate
 	// Proposed and Certified list the own batches that went into a new own
@@ -128,6 +131,11 @@ type Primary struct {
 	pendingVotes map[narwhal.AuthorityID]*pendingVote
 	lastVote     []voteRecord
 
+	// Never sign twice: what the signing record said at start (SetSigned),
+	// which the store may have forgotten.
+	voteFloor    []uint64
+	proposeFloor uint64
+
 	// Proposer.
 	round            uint64 // round of the last proposed header
 	cur              *proposal
@@ -153,6 +161,7 @@ func New(cfg Config, v *narwhal.Verifier, self narwhal.AuthorityID, key *crypto.
 		missing:      make(map[narwhal.Digest]*request),
 		pendingVotes: make(map[narwhal.AuthorityID]*pendingVote),
 		lastVote:     make([]voteRecord, c.Size()),
+		voteFloor:    make([]uint64, c.Size()),
 		certified:    make(map[uint64][]PendingDigest),
 		gcRound:      gcRound,
 	}
@@ -242,6 +251,38 @@ func (p *Primary) recover() error {
 		}
 	}
 	return nil
+}
+
+// Signed is what a node has signed: its last vote's round for each author
+// and its last proposed header's round. The runtime keeps it outside the
+// store (a store rolled back or lost — a truncated WAL, a restored copy —
+// may forget a signature, and signing again there signs twice for one
+// round) and hands it back with SetSigned after a restart.
+type Signed struct {
+	Proposed uint64
+	Votes    []uint64 // by author
+}
+
+// SetSigned makes the primary sign nothing new at or below what rec says
+// it signed: no vote for an author at or below its round, no header at or
+// below the proposed round. It abstains only where it has signed already,
+// so the committee's progress does not depend on it.
+func (p *Primary) SetSigned(rec Signed) {
+	p.proposeFloor = rec.Proposed
+	for a := range p.voteFloor {
+		if a < len(rec.Votes) {
+			p.voteFloor[a] = rec.Votes[a]
+		}
+	}
+}
+
+// Signed returns what this node has signed (see Signed).
+func (p *Primary) Signed() Signed {
+	rec := Signed{Proposed: max(p.round, p.proposeFloor), Votes: make([]uint64, len(p.lastVote))}
+	for a, lv := range p.lastVote {
+		rec.Votes[a] = max(lv.round, p.voteFloor[a])
+	}
+	return rec
 }
 
 func (p *Primary) newProposal(h *narwhal.Header) *proposal {

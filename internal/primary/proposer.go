@@ -67,8 +67,8 @@ func containsDigest(ds []narwhal.Digest, d narwhal.Digest) bool {
 // leader rule is satisfied — or when MaxHeaderDelay ticks passed anyway.
 func (p *Primary) tryPropose(out *Output) {
 	pr, ok := p.quorumRound(p.round)
-	if !ok || pr+1 <= p.round {
-		return
+	if !ok || pr+1 <= p.round || pr+1 <= p.proposeFloor {
+		return // nothing new, or a round with a header the store forgot (SetSigned)
 	}
 	timedOut := p.sinceProposal >= p.cfg.MaxHeaderDelay
 	work := len(p.queue) > 0 || len(p.certified) > 0 || (p.cur != nil && !p.cur.certified && len(p.cur.payload) > 0) ||
@@ -107,6 +107,7 @@ func (p *Primary) tryPropose(out *Output) {
 	}
 	h.Parents = narwhal.SortDigests(h.Parents)
 	p.round = h.Round
+	out.SignedChanged = true // this node's own vote on it, in newProposal
 	p.sinceProposal = 0
 	p.cur = p.newProposal(h)
 	p.cur.payload = payload

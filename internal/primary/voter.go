@@ -126,6 +126,10 @@ func (p *Primary) tryVote(out *Output, author narwhal.AuthorityID) error {
 	if lv := p.lastVote[author]; lv.round >= h.Round {
 		return nil // voted meanwhile (cannot happen for a different digest: checked on arrival)
 	}
+	if h.Round <= p.voteFloor[author] {
+		return nil // voted at this round before a store loss (SetSigned): perhaps for another header
+	}
+	out.SignedChanged = true
 	d := h.Digest()
 	p.lastVote[author] = voteRecord{round: h.Round, digest: d}
 	rec := binary.BigEndian.AppendUint64(nil, h.Round)

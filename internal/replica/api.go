@@ -34,6 +34,11 @@ type Envelope = narwhal.Envelope
 type Output struct {
 	// Writes must be durable before anything else in this Output happens.
 	Writes []store.Write
+	// SignedChanged: the node signed something new. Replica.Signed must be
+	// durable outside the store before Messages leave, and handed back with
+	// SetSigned after a restart: a store that loses writes must not make
+	// the node sign twice for one round.
+	SignedChanged bool
 	// Messages to peers (never to self).
 	Messages []Envelope
 	// Acked holds the tickets of submitted transactions whose batch is now
@@ -76,6 +81,7 @@ type TraceEvent struct {
 // into one synced write (group commit) without changing their order.
 func (out *Output) Append(o Output) {
 	out.Writes = append(out.Writes, o.Writes...)
+	out.SignedChanged = out.SignedChanged || o.SignedChanged
 	out.Messages = append(out.Messages, o.Messages...)
 	out.Acked = append(out.Acked, o.Acked...)
 	out.Committed = append(out.Committed, o.Committed...)
@@ -85,7 +91,7 @@ func (out *Output) Append(o Output) {
 
 // Empty reports whether there is nothing to do.
 func (out *Output) Empty() bool {
-	return len(out.Writes) == 0 && len(out.Messages) == 0 && len(out.Acked) == 0 && len(out.Committed) == 0
+	return len(out.Writes) == 0 && !out.SignedChanged && len(out.Messages) == 0 && len(out.Acked) == 0 && len(out.Committed) == 0
 }
 
 func (out *Output) trace(s Stage, ds []narwhal.Digest) {

@@ -242,6 +242,7 @@ func (r *Replica) fromWorker(out *Output, wo worker.Output) {
 
 func (r *Replica) fromPrimary(out *Output, po primary.Output) {
 	out.Writes = append(out.Writes, po.Writes...)
+	out.SignedChanged = out.SignedChanged || po.SignedChanged
 	out.Messages = append(out.Messages, po.Messages...)
 	out.trace(StageProposed, po.Proposed)
 	out.trace(StageCertified, po.Certified)
@@ -293,6 +294,15 @@ func (r *Replica) fromPrimary(out *Output, po primary.Output) {
 	r.w.GC(gc)
 	r.fromPrimary(out, r.p.SetGCRound(gc))
 }
+
+// SetSigned hands the signing record kept outside the store back to the
+// primary after a restart (call it before Start): nothing new is signed
+// at or below what it says.
+func (r *Replica) SetSigned(rec primary.Signed) { r.p.SetSigned(rec) }
+
+// Signed returns the signing record to keep outside the store (after an
+// Output with SignedChanged, before its Messages leave).
+func (r *Replica) Signed() primary.Signed { return r.p.Signed() }
 
 // Status is a snapshot for metrics and tests.
 type Status struct {

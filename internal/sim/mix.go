@@ -31,8 +31,9 @@ func OptionsForMix(seed int64, mix int) Options {
 		o.MaxDelay = 10 + uint64(rng.Intn(40))
 	case 2: // a partition that heals
 		o.Partition = true
-	case 3: // crashes and restarts
+	case 3: // crashes and restarts, half the time losing recent writes
 		o.Crashes = 1 + rng.Intn(3)
+		o.Rollback = rng.Intn(2) == 0
 	case 4: // f = 2 Byzantine: equivocation and blind voting
 		byz(Equivocate, VoteAll)
 	case 5: // f = 2 Byzantine: withholding and garbage
@@ -44,6 +45,7 @@ func OptionsForMix(seed int64, mix int) Options {
 		o.Partition = true
 		o.Crashes = 1
 		byz([]Behaviour{Equivocate, VoteAll, Withhold, Garbage}[rng.Intn(4)])
+		o.Rollback = rng.Intn(2) == 0
 	case 7: // one node down for several GC depths under load: on restart it
 		// commits many rounds at once and must fetch batches of certificates
 		// already below its GC horizon

@@ -198,6 +198,23 @@ func (s *Sim) handle(e *event) {
 		}
 		s.tracef("crash n%d", e.node)
 		n.up, n.rep, n.tickets = false, nil, map[uint64][]byte{}
+		if s.opts.Rollback && len(n.undo) > 0 {
+			lose := 1 + s.rng.Intn(len(n.undo))
+			s.tracef("n%d loses its last %d write batches", e.node, lose)
+			for ; lose > 0; lose-- {
+				u := n.undo[len(n.undo)-1]
+				n.undo = n.undo[:len(n.undo)-1]
+				var ws []store.Write
+				for k := len(u) - 1; k >= 0; k-- {
+					if u[k].existed {
+						ws = append(ws, store.Put(u[k].key, u[k].old))
+					} else {
+						ws = append(ws, store.Del(u[k].key))
+					}
+				}
+				n.st.Apply(ws)
+			}
+		}
 	case evRestart:
 		if s.nodes[e.node].up {
 			return

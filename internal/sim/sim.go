@@ -20,6 +20,7 @@ import (
 
 	"github.com/tezos-dsn/dsn/internal/crypto"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/primary"
 	"github.com/tezos-dsn/dsn/internal/replica"
 	"github.com/tezos-dsn/dsn/internal/store"
 )
@@ -60,6 +61,10 @@ type Options struct {
 	Partition bool
 	// Crashes is how many crash-and-restart events happen in the fault phase.
 	Crashes int
+	// Rollback: a crash also loses the node's last write batches (1 to
+	// 16, from the seed), as a store whose WAL tail is lost does; only the
+	// signing record kept outside the store (primary.Signed) survives.
+	Rollback bool
 	// Outage lists nodes that are down from a tenth to four fifths of the
 	// fault phase (many GC depths), then restart and catch up.
 	Outage []int
@@ -75,8 +80,8 @@ func (o Options) String() string {
 			byz = append(byz, fmt.Sprintf("%d:%s", i, b))
 		}
 	}
-	return fmt.Sprintf("seed=%d nodes=%d faults=%dms heal=%dms txs=%d delay=%d..%dms drop=%.2f dup=%.2f partition=%v crashes=%d outage=%v byzantine=[%s]",
-		o.Seed, o.Nodes, o.Faults, o.Heal, o.Txs, o.MinDelay, o.MaxDelay, o.Drop, o.Duplicate, o.Partition, o.Crashes, o.Outage, strings.Join(byz, " "))
+	return fmt.Sprintf("seed=%d nodes=%d faults=%dms heal=%dms txs=%d delay=%d..%dms drop=%.2f dup=%.2f partition=%v crashes=%d rollback=%v outage=%v byzantine=[%s]",
+		o.Seed, o.Nodes, o.Faults, o.Heal, o.Txs, o.MinDelay, o.MaxDelay, o.Drop, o.Duplicate, o.Partition, o.Crashes, o.Rollback, o.Outage, strings.Join(byz, " "))
 }
 
 // tickMs is the replicas' tick.
@@ -122,9 +127,22 @@ func (q *queue) Pop() any {
 	return e
 }
 
+// maxUndo bounds the write batches a Rollback crash may lose.
+const maxUndo = 16
+
+type undoWrite struct {
+	key, old []byte
+	existed  bool
+}
+
 type simNode struct {
-	rep     *replica.Replica
-	st      *store.Memory
+	rep    *replica.Replica
+	st     *store.Memory
+	signed primary.Signed // kept outside the store, as a node keeps it
+	// undo holds, for the most recent write batches, what each key held
+	// before (a crash with Rollback loses the last ones, as a store whose
+	// WAL tail is lost does).
+	undo    [][]undoWrite
 	up      bool
 	group   int               // partition group
 	tickets map[uint64][]byte // submitted, not yet acknowledged
@@ -153,6 +171,12 @@ type Sim struct {
 	trace     strings.Builder
 	traceOn   bool
 	partition bool
+
+	// votes records each honest vote signed: (voter, author, round) →
+	// header digest; doubleVote is the first honest vote that contradicts
+	// one (a node signing twice for one round).
+	votes      map[[3]uint64]narwhal.Digest
+	doubleVote string
 
 	links       [][][2]uint64   // per-link delay range [lo, hi]
 	acked       map[string]bool // acknowledged transactions
@@ -186,7 +210,7 @@ func New(opts Options) (*Sim, error) {
 	if opts.Byzantine == nil {
 		opts.Byzantine = make([]Behaviour, opts.Nodes)
 	}
-	s := &Sim{opts: opts, rng: rand.New(rand.NewSource(opts.Seed)), acked: map[string]bool{}}
+	s := &Sim{opts: opts, rng: rand.New(rand.NewSource(opts.Seed)), acked: map[string]bool{}, votes: map[[3]uint64]narwhal.Digest{}}
 	keyRng := rand.New(rand.NewSource(opts.Seed ^ 0x5eed))
 	s.committee = &narwhal.Committee{}
 	for i := 0; i < opts.Nodes; i++ {
@@ -252,6 +276,7 @@ func (s *Sim) start(i int) error {
 	if err != nil {
 		return fmt.Errorf("start node %d: %w", i, err)
 	}
+	rep.SetSigned(n.signed)
 	n.rep, n.up = rep, true
 	s.apply(i, rep.Start())
 	return nil
@@ -260,7 +285,20 @@ func (s *Sim) start(i int) error {
 // apply carries out a replica output: writes, then messages, acks, commits.
 func (s *Sim) apply(i int, out replica.Output) {
 	n := s.nodes[i]
+	if s.opts.Rollback && len(out.Writes) > 0 {
+		u := make([]undoWrite, len(out.Writes))
+		for k, w := range out.Writes {
+			old, ok := n.st.Get(w.Key)
+			u[k] = undoWrite{key: w.Key, old: old, existed: ok} // stored values are never modified in place
+		}
+		if n.undo = append(n.undo, u); len(n.undo) > maxUndo {
+			n.undo = n.undo[1:]
+		}
+	}
 	n.st.Apply(out.Writes)
+	if out.SignedChanged {
+		n.signed = n.rep.Signed()
+	}
 	for _, e := range out.Messages {
 		s.send(i, int(e.To), e.Msg)
 	}
@@ -290,6 +328,25 @@ func (s *Sim) apply(i int, out replica.Output) {
 // send puts a message on the simulated network, through the sender's
 // Byzantine filter.
 func (s *Sim) send(from, to int, m narwhal.Message) {
+	if s.honest(from) && s.doubleVote == "" {
+		// A vote, or an own header (which carries the node's own vote).
+		var author, round uint64
+		var d narwhal.Digest
+		switch m := m.(type) {
+		case *narwhal.VoteMsg:
+			author, round, d = uint64(m.Vote.Origin), m.Vote.Round, m.Vote.Header
+		case *narwhal.HeaderMsg:
+			author, round, d = uint64(m.Header.Author), m.Header.Round, m.Header.Digest()
+		}
+		if round > 0 {
+			k := [3]uint64{uint64(from), author, round}
+			if prev, seen := s.votes[k]; seen && prev != d {
+				s.doubleVote = fmt.Sprintf("honest node %d signed for two headers of author %d in round %d (%s, %s)",
+					from, author, round, prev.Short(), d.Short())
+			}
+			s.votes[k] = d
+		}
+	}
 	switch s.opts.Byzantine[from] {
 	case Withhold:
 		switch m.(type) {

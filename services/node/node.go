@@ -28,6 +28,7 @@ import (
 	"github.com/tezos-dsn/dsn/internal/config"
 	"github.com/tezos-dsn/dsn/internal/crypto"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/primary"
 	"github.com/tezos-dsn/dsn/internal/replica"
 	"github.com/tezos-dsn/dsn/internal/store"
 )
@@ -43,6 +44,7 @@ type Node struct {
 	verifier  *narwhal.Verifier
 	self      narwhal.AuthorityID
 	store     *pebbleStore
+	signed    *signedLog // the signing record, outside the store (signed.go)
 	replica   *replica.Replica
 	transport *transport
 	metrics   *metrics
@@ -176,15 +178,24 @@ func New(cfg *config.Node, log *slog.Logger, opts ...Option) (*Node, error) {
 		st.Close()
 		return nil, fmt.Errorf("recover replica: %w", err)
 	}
+	// What this node signed, kept outside the store: whatever the store
+	// forgot, the node signs nothing new at or below it.
+	signed, rec, err := openSigned(st.dir)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	rep.SetSigned(rec)
 	m := newMetrics()
 	tr, err := newTransport(narwhal.AuthorityID(self), committee, netKey, cfg.Network, log, m)
 	if err != nil {
+		signed.close()
 		st.Close()
 		return nil, err
 	}
 	n := &Node{
 		cfg: cfg, log: log, committee: committee, verifier: verifier, self: narwhal.AuthorityID(self),
-		store: st, replica: rep, transport: tr, metrics: m,
+		store: st, signed: signed, replica: rep, transport: tr, metrics: m,
 		submits: make(chan submission, 4096),
 		headCh:  make(chan struct{}), stopped: make(chan struct{}),
 		head: rep.Status().Committed, addrs: map[string]string{}, opts: o,
@@ -216,6 +227,7 @@ func (n *Node) listen(which, addr string) (net.Listener, error) {
 // closes the store before returning.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.store.Close()
+	defer n.signed.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -319,6 +331,7 @@ const maxBatchesInFlight = 100
 // commitJob is what one group of events produced, for the committer.
 type commitJob struct {
 	writes   []store.Write
+	signed   *primary.Signed // to make durable, outside the store, before the messages leave
 	messages []narwhal.Envelope
 	acks     []chan error
 	head     uint64 // new last committed index, or 0
@@ -382,6 +395,10 @@ func (n *Node) loop(ctx context.Context) error {
 	}
 	hand := func() error {
 		job := commitJob{writes: out.Writes, messages: out.Messages, accepted: out.Accepted}
+		if out.SignedChanged {
+			rec := n.replica.Signed()
+			job.signed = &rec
+		}
 		if n.tracer != nil {
 			job.trace = out.Trace
 		}
@@ -490,6 +507,14 @@ func (w *stallWatch) tick(n *Node, now time.Time) {
 func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 	var failed error
 	for job := range jobs {
+		// The signing record syncs next to the store's writes; both are
+		// durable before any message of the job leaves.
+		var signedErr error
+		var signing sync.WaitGroup
+		if failed == nil && job.signed != nil {
+			signing.Add(1)
+			go func() { defer signing.Done(); signedErr = n.signed.write(*job.signed) }()
+		}
 		if failed == nil && len(job.writes) > 0 {
 			start := time.Now()
 			if err := n.store.Apply(job.writes); err != nil {
@@ -497,6 +522,11 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 				cancel(failed)
 			}
 			n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+		}
+		signing.Wait()
+		if signedErr != nil && failed == nil {
+			failed = fmt.Errorf("fatal: %w", signedErr)
+			cancel(failed)
 		}
 		if failed != nil {
 			for _, done := range job.acks {

@@ -189,7 +189,9 @@ func newDataDir(fs vfs.FS, dir string) (bool, error) {
 		return false, fmt.Errorf("data_dir %s: %w", dir, err)
 	}
 	for _, name := range names {
-		if name != "lost+found" {
+		// The signing record belongs to the node, not the store: it stays
+		// when a damaged store is moved aside (docs/storage.md).
+		if name != "lost+found" && name != signedFile {
 			return false, nil
 		}
 	}

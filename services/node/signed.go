@@ -1,0 +1,116 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/tezos-dsn/dsn/internal/primary"
+)
+
+// The signing record (primary.Signed: the round of this node's last vote
+// for each author and of its last proposed header) lives in its own file,
+// SIGNED, outside the store: a store that loses writes — a truncated WAL,
+// a restored copy — must not make the node sign twice for one round. It is
+// written before the messages that carry a new signature leave (the
+// committer syncs it next to the store's writes), and read at start
+// (Replica.SetSigned).
+//
+// Format: two slots of slotSize bytes, written in turn; a slot is
+// seq u64 ‖ proposed u64 ‖ count u16 ‖ vote round u64 × count ‖ CRC-32C of
+// what precedes. Each write goes to the slot the last one did not use and
+// is synced, so a write torn by a crash leaves the other, older slot: and
+// the messages of a write that did not complete never left.
+const signedFile = "SIGNED"
+
+const maxSignedAuthors = 1024
+
+const slotSize = 8 + 8 + 2 + 8*maxSignedAuthors + 4
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// signedLog writes the signing record.
+type signedLog struct {
+	f   *os.File
+	seq uint64
+}
+
+// ErrSignedDamaged: the signing record cannot be read.
+var ErrSignedDamaged = errors.New("node: signing record damaged")
+
+// openSigned opens (creating it if absent) the signing record in dir and
+// returns what it holds (zero if new).
+func openSigned(dir string) (*signedLog, primary.Signed, error) {
+	path := filepath.Join(dir, signedFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, primary.Signed{}, fmt.Errorf("signing record %s: %w", path, err)
+	}
+	buf := make([]byte, 2*slotSize)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		f.Close()
+		return nil, primary.Signed{}, fmt.Errorf("signing record %s: %w", path, err)
+	}
+	l := &signedLog{f: f}
+	var best primary.Signed
+	found := false
+	for slot := 0; slot < 2; slot++ {
+		b := buf[slot*slotSize : (slot+1)*slotSize]
+		if n < (slot+1)*slotSize {
+			continue
+		}
+		seq, rec, ok := decodeSlot(b)
+		if ok && (!found || seq > l.seq) {
+			l.seq, best, found = seq, rec, true
+		}
+	}
+	if n > 0 && !found {
+		f.Close()
+		return nil, primary.Signed{}, fmt.Errorf("%w: %s: no valid slot in %d bytes; if the store is intact, move the file aside (the node then trusts the store's own record)", ErrSignedDamaged, path, n)
+	}
+	return l, best, nil
+}
+
+func decodeSlot(b []byte) (uint64, primary.Signed, bool) {
+	count := int(binary.BigEndian.Uint16(b[16:]))
+	end := 18 + 8*count
+	if count > maxSignedAuthors || binary.BigEndian.Uint32(b[end:]) != crc32.Checksum(b[:end], castagnoli) {
+		return 0, primary.Signed{}, false
+	}
+	rec := primary.Signed{Proposed: binary.BigEndian.Uint64(b[8:]), Votes: make([]uint64, count)}
+	for a := range rec.Votes {
+		rec.Votes[a] = binary.BigEndian.Uint64(b[18+8*a:])
+	}
+	return binary.BigEndian.Uint64(b), rec, true
+}
+
+// write makes rec durable in the slot the last write did not use.
+func (l *signedLog) write(rec primary.Signed) error {
+	if len(rec.Votes) > maxSignedAuthors {
+		return fmt.Errorf("signing record: %d authors", len(rec.Votes))
+	}
+	l.seq++
+	b := make([]byte, slotSize)
+	binary.BigEndian.PutUint64(b, l.seq)
+	binary.BigEndian.PutUint64(b[8:], rec.Proposed)
+	binary.BigEndian.PutUint16(b[16:], uint16(len(rec.Votes)))
+	for a, r := range rec.Votes {
+		binary.BigEndian.PutUint64(b[18+8*a:], r)
+	}
+	end := 18 + 8*len(rec.Votes)
+	binary.BigEndian.PutUint32(b[end:], crc32.Checksum(b[:end], castagnoli))
+	if _, err := l.f.WriteAt(b, int64(l.seq%2)*slotSize); err != nil {
+		return fmt.Errorf("signing record: %w", err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("signing record: %w", err)
+	}
+	return nil
+}
+
+func (l *signedLog) close() error { return l.f.Close() }
