@@ -92,11 +92,12 @@ func (n *Node) Handler() http.Handler {
 				n.fail(w, http.StatusBadRequest, "missing_key", "the query parameter key is required")
 				return
 			}
+			// Under the lock, so that the state read is the level checked.
+			n.mu.RLock()
+			defer n.mu.RUnlock()
 			if !n.atHead(w, r.PathValue("id")) {
 				return
 			}
-			n.mu.RLock()
-			defer n.mu.RUnlock()
 			reply(w, f(key))
 		})
 	}
@@ -190,11 +191,14 @@ func (n *Node) fail(w http.ResponseWriter, code int, id, msg string) {
 
 // resolve turns a block id (head, finalized, cemented, a level or a
 // B… hash) into a level.
-func (n *Node) resolve(id string) (uint32, error) {
+func (n *Node) resolve(id string) (uint32, error) { return n.resolveAt(id, n.Head()) }
+
+// resolveAt is resolve with the head given (by a caller holding n.mu).
+func (n *Node) resolveAt(id string, head uint32) (uint32, error) {
 	switch id {
 	case "head", "finalized":
 		// The sandbox has no forks: the head is final.
-		return n.Head(), nil
+		return head, nil
 	case "cemented":
 		return 0, fmt.Errorf("no commitments are cemented by this node")
 	}
@@ -230,16 +234,16 @@ func (n *Node) block(w http.ResponseWriter, id string) (*record, bool) {
 }
 
 // atHead accepts only block ids that name the last processed level: the
-// node keeps the durable state of that level alone.
+// node keeps the durable state of that level alone. The caller holds n.mu.
 func (n *Node) atHead(w http.ResponseWriter, id string) bool {
-	lv, err := n.resolve(id)
+	lv, err := n.resolveAt(id, n.head)
 	if err != nil {
 		n.fail(w, http.StatusNotFound, "sc_rollup.node.unknown_block", err.Error())
 		return false
 	}
-	if lv != n.Head() {
+	if lv != n.head {
 		n.fail(w, http.StatusNotFound, "sc_rollup.node.state_not_kept",
-			fmt.Sprintf("the durable state of level %d is not kept (only the head's, level %d)", lv, n.Head()))
+			fmt.Sprintf("the durable state of level %d is not kept (only the head's, level %d)", lv, n.head))
 		return false
 	}
 	return true
