@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tezos-dsn/dsn/internal/config"
 	"github.com/tezos-dsn/dsn/services/sequencer"
 )
 
@@ -24,6 +25,7 @@ func runSequencer(ctx context.Context, args []string) error {
 	listen := fs.String("listen", ":8080", "HTTP API address")
 	nodes := fs.String("nodes", "127.0.0.1:64012/127.0.0.1:64011", "consensus nodes: TRANSACTIONS/EXPORT address pairs, comma-separated")
 	rollup := fs.String("rollup", "", "rollup node RPC URL (octez-smart-rollup-node API) to post to; empty: no posting")
+	mockRollup := fs.String("mock-rollup", "", "for development without a rollup node: run the kernel's state machine in the sequencer, set up with this committee file")
 	rateLimit := fs.Float64("rate-limit", 200, "API requests a second per client address (0: no limit)")
 	rateBurst := fs.Int("rate-burst", 400, "bursts of that many requests per client address")
 	maxTx := fs.Int("max-transaction-size", 256<<10, "largest transaction in bytes (the nodes' max_transaction_size)")
@@ -41,6 +43,16 @@ func runSequencer(ctx context.Context, args []string) error {
 	cfg := sequencer.DefaultConfig(eps)
 	cfg.MaxTransactionSize = *maxTx
 	cfg.Rollup = *rollup
+	if *mockRollup != "" {
+		if *rollup != "" {
+			return fmt.Errorf("--rollup and --mock-rollup: choose one")
+		}
+		c, err := config.LoadCommittee(*mockRollup)
+		if err != nil {
+			return fmt.Errorf("--mock-rollup: %w", err)
+		}
+		cfg.MockRollup = c
+	}
 	cfg.RateLimit, cfg.RateBurst = *rateLimit, *rateBurst
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "sequencer")
 	s, err := sequencer.New(cfg, log)
@@ -53,7 +65,7 @@ func runSequencer(ctx context.Context, args []string) error {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
 	go s.Follow(ctx)
-	if cfg.Rollup != "" {
+	if cfg.Rollup != "" || cfg.MockRollup != nil {
 		go s.Post(ctx)
 	}
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}

@@ -34,7 +34,7 @@ const postRounds = 2
 // poster is the posting state.
 type poster struct {
 	s      *Sequencer
-	rollup *rollupClient
+	rollup rollup
 	addr   [20]byte
 
 	flushMu  sync.Mutex // one flush at a time, in order

@@ -11,6 +11,17 @@ import (
 	"github.com/tezos-dsn/dsn/internal/httpjson"
 )
 
+// rollup is where the sequencer posts and reads the kernel's state: a
+// rollup node (rollupClient) or, for development, the kernel's state
+// machine run in the sequencer (mockRollup).
+type rollup interface {
+	address(ctx context.Context) (string, error)
+	level(ctx context.Context) (uint32, error)
+	value(ctx context.Context, key string) ([]byte, bool, error)
+	inject(ctx context.Context, msgs [][]byte) error
+	monitorBlocks(ctx context.Context, fn func()) error
+}
+
 // rollupClient speaks the octez-smart-rollup-node RPC — the paths and
 // shapes of reference/octez/smart-rollup-node-openapi.json — so that the
 // sequencer runs the same against `dsn rollup-node` and a real octez node.

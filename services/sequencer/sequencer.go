@@ -55,6 +55,10 @@ type Config struct {
 	// Rollup is the rollup node's RPC base URL (octez-smart-rollup-node's
 	// API); empty: nothing is posted and nothing becomes verified.
 	Rollup string
+	// MockRollup, for development without a rollup node: the sequencer
+	// runs the kernel's state machine itself on what it would post, with
+	// this committee as the rollup's setup (a level per post).
+	MockRollup *narwhal.Committee
 	// PostInterval is how often the DAG read so far is posted as one
 	// submission (and MaxSubmissionBytes the size that posts at once).
 	PostInterval       time.Duration
@@ -131,7 +135,7 @@ type Sequencer struct {
 	postedBytes atomic.Uint64 // bytes of inbox messages posted
 
 	limit  *limiter
-	rollup *rollupClient           // nil without Config.Rollup
+	rollup rollup                  // nil without Config.Rollup or MockRollup
 	subs   map[chan event]struct{} // event-stream subscribers (s.mu)
 
 	receipts *receiptBook // s.mu
@@ -146,7 +150,10 @@ func New(cfg Config, log *slog.Logger) (*Sequencer, error) {
 	s.receipts = newReceiptBook(cfg.Receipts, cfg.ReceiptBytes)
 	s.metrics = newMetrics(s)
 	s.limit = newLimiter(cfg.RateLimit, cfg.RateBurst)
-	if cfg.Rollup != "" {
+	switch {
+	case cfg.MockRollup != nil:
+		s.rollup = newMockRollup(cfg.MockRollup)
+	case cfg.Rollup != "":
 		s.rollup = newRollupClient(cfg.Rollup)
 	}
 	for _, e := range cfg.Nodes {
@@ -334,7 +341,7 @@ func (s *Sequencer) apply(pb *dsnv1.PreBlock) error {
 					st.Status, st.Index, st.Position, st.OrderedAt = "ordered", &index, &position, at
 					s.metrics.ordered.Inc()
 					marked = append(marked, st)
-					if s.cfg.Rollup != "" {
+					if s.rollup != nil {
 						s.byIndex[pb.Index] = append(s.byIndex[pb.Index], id)
 					}
 					if s.receipts.enabled() {

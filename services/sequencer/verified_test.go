@@ -6,13 +6,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
 	"github.com/tezos-dsn/dsn/internal/dsnclient"
+	"github.com/tezos-dsn/dsn/services/node/nodetest"
 	"github.com/tezos-dsn/dsn/services/sequencer"
 	"github.com/tezos-dsn/dsn/services/stacktest"
 )
@@ -239,5 +242,57 @@ func getJSON(t *testing.T, url string, out any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// With --mock-rollup (no rollup node, no L1) the sequencer runs the
+// kernel's state machine itself: transactions reach "verified" in its
+// blocks, at the index and position of the DSN's Export.
+func TestMockRollupVerifies(t *testing.T) {
+	cl := nodetest.Start(t, 4)
+	var eps []sequencer.Endpoint
+	for i := range cl.Size() {
+		eps = append(eps, sequencer.Endpoint{Transactions: cl.Node(i).Addr("transactions"), Export: cl.Node(i).Addr("export")})
+	}
+	cfg := sequencer.DefaultConfig(eps)
+	cfg.MockRollup = cl.Committee
+	seq, err := sequencer.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go seq.Follow(ctx)
+	go seq.Post(ctx)
+	srv := httptest.NewServer(seq.Handler())
+	defer srv.Close()
+	var ids []string
+	for i := range 30 {
+		r := do(t, "POST", srv.URL+"/v1/transactions", "application/octet-stream", fmt.Appendf(nil, "mock-%02d", i))
+		if r.code != http.StatusAccepted {
+			t.Fatalf("tx %d: %d %s", i, r.code, r.err)
+		}
+		ids = append(ids, r.st.ID)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for _, id := range ids {
+		for {
+			r := do(t, "GET", srv.URL+"/v1/transactions/"+id, "", nil)
+			if r.st.Status == "verified" {
+				if *r.st.Block != *r.st.Index {
+					t.Fatalf("%s: block %d, index %d", id, *r.st.Block, *r.st.Index)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s after a minute", id, r.st.Status)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	var head struct{ Block uint64 }
+	getJSON(t, srv.URL+"/v1/head", &head)
+	if head.Block == 0 {
+		t.Fatal("GET /v1/head: no block")
 	}
 }
