@@ -41,8 +41,11 @@ type Output struct {
 	SignedChanged bool
 	// Messages to peers (never to self).
 	Messages []Envelope
-	// Acked holds the tickets of submitted transactions whose batch is now
-	// stored on a quorum of workers and queued durably for proposal.
+	// Acked holds the tickets of submitted transactions whose batch is
+	// committed: ordered, whatever becomes of this node afterwards. (An
+	// earlier acknowledgement, once the batch was stored on a quorum,
+	// depended on this node living to propose it: a batch it never
+	// proposed was lost with it, issue 15.)
 	Acked []uint64
 	// Committed holds newly committed sub-DAGs, in index order.
 	Committed []*CommittedSubDAG

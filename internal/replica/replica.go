@@ -85,6 +85,9 @@ type Replica struct {
 	b         *bullshark.Bullshark
 	st        store.Reader
 	committed uint64
+	// unordered holds the tickets of own batches not committed yet: their
+	// acknowledgement waits for the commit (Output.Acked).
+	unordered map[narwhal.Digest][]uint64
 }
 
 // New builds a replica and recovers its state from st: Bullshark's state,
@@ -101,7 +104,7 @@ func New(cfg Config, committee *narwhal.Committee, v *narwhal.Verifier, self nar
 	if key.PublicKey() != committee.Authorities[self].ConsensusKey {
 		return nil, fmt.Errorf("consensus key does not match committee entry %d (%s)", self, committee.Authorities[self].Name)
 	}
-	r := &Replica{cfg: cfg, committee: committee, self: self, st: st}
+	r := &Replica{cfg: cfg, committee: committee, self: self, st: st, unordered: map[narwhal.Digest][]uint64{}}
 	r.b = bullshark.New(committee, cfg.GCDepth)
 	if raw, ok := st.Get(store.ConsensusKey()); ok {
 		s, err := bullshark.DecodeState(raw)
@@ -223,7 +226,6 @@ func (r *Replica) Receive(from narwhal.AuthorityID, m narwhal.Message) (Output, 
 func (r *Replica) fromWorker(out *Output, wo worker.Output) {
 	out.Writes = append(out.Writes, wo.Writes...)
 	out.Messages = append(out.Messages, wo.Messages...)
-	out.Acked = append(out.Acked, wo.Acked...)
 	out.trace(StageSealed, wo.Sealed)
 	if len(wo.Available) > 0 {
 		ds := make([]primary.PendingDigest, len(wo.Available))
@@ -231,6 +233,10 @@ func (r *Replica) fromWorker(out *Output, wo worker.Output) {
 		for i, b := range wo.Available {
 			ds[i] = primary.PendingDigest{Digest: b.Digest, Seq: b.Seq}
 			avail[i] = b.Digest
+			// Acknowledged once committed (Output.Acked says why).
+			if len(b.Tickets) > 0 {
+				r.unordered[b.Digest] = append(r.unordered[b.Digest], b.Tickets...)
+			}
 		}
 		out.trace(StageAvailable, avail)
 		r.fromPrimary(out, r.p.AddBatches(ds))
@@ -246,6 +252,7 @@ func (r *Replica) fromPrimary(out *Output, po primary.Output) {
 	out.Messages = append(out.Messages, po.Messages...)
 	out.trace(StageProposed, po.Proposed)
 	out.trace(StageCertified, po.Certified)
+
 	for _, need := range po.NeedBatches {
 		r.fromWorker(out, r.w.Fetch(need.Digests, need.Author, need.Round))
 	}
@@ -276,6 +283,12 @@ func (r *Replica) fromPrimary(out *Output, po primary.Output) {
 			if c.Author() == r.self {
 				own = append(own, c.Round())
 				out.trace(StageCommitted, c.Header.Payload)
+				for _, d := range c.Header.Payload {
+					if ts, ok := r.unordered[d]; ok {
+						out.Acked = append(out.Acked, ts...)
+						delete(r.unordered, d)
+					}
+				}
 			}
 			// Export serves every committed batch: those not stored yet are
 			// marked missing in this same write and fetched until stored,

@@ -36,14 +36,16 @@ type Config struct {
 type OwnBatch struct {
 	Digest narwhal.Digest
 	Seq    uint64
+	// Tickets of the transactions it carries, for the runtime to
+	// acknowledge once the batch is safe (replica: in an own certificate
+	// another authority names).
+	Tickets []uint64
 }
 
 // Output is the result of one step.
 type Output struct {
 	Writes   []store.Write
 	Messages []narwhal.Envelope
-	// Acked tickets: their batch is stored on a quorum and queued durably.
-	Acked []uint64
 	// Available lists own batches that reached a quorum, for the primary to propose.
 	Available []OwnBatch
 	// Stored lists batches of other workers now stored locally.
@@ -319,8 +321,7 @@ func (w *Worker) checkQuorum(d narwhal.Digest, f *inflight, out *Output) {
 	seq := w.nextSeq
 	w.nextSeq++
 	out.Writes = append(out.Writes, store.Put(store.PendingKey(seq), d[:]))
-	out.Acked = append(out.Acked, f.tickets...)
-	out.Available = append(out.Available, OwnBatch{Digest: d, Seq: seq})
+	out.Available = append(out.Available, OwnBatch{Digest: d, Seq: seq, Tickets: f.tickets})
 	delete(w.inflight, d)
 	w.inflightOrder = slices.DeleteFunc(w.inflightOrder, func(x narwhal.Digest) bool { return x == d })
 }

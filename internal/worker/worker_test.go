@@ -40,17 +40,17 @@ func TestSealOnSizeAndQuorum(t *testing.T) {
 	d := out.Messages[0].Msg.(*narwhal.BatchMsg).Batch.Digest()
 	for i, from := range []narwhal.AuthorityID{1, 2, 3} {
 		o, err := w.Receive(from, &narwhal.BatchAckMsg{Digest: d})
-		if err != nil || len(o.Acked) != 0 {
-			t.Fatalf("ack %d: acked early (%v)", i, err)
+		if err != nil || len(o.Available) != 0 {
+			t.Fatalf("ack %d: available early (%v)", i, err)
 		}
 	}
 	o, _ := w.Receive(3, &narwhal.BatchAckMsg{Digest: d}) // duplicate ack counts once
-	if len(o.Acked) != 0 {
+	if len(o.Available) != 0 {
 		t.Fatal("a duplicate ack reached the quorum")
 	}
 	o, _ = w.Receive(4, &narwhal.BatchAckMsg{Digest: d})
-	if len(o.Acked) != 2 || len(o.Available) != 1 || o.Available[0].Digest != d {
-		t.Fatalf("quorum: acked %v available %v", o.Acked, o.Available)
+	if len(o.Available) != 1 || o.Available[0].Digest != d || len(o.Available[0].Tickets) != 2 {
+		t.Fatalf("quorum: available %v", o.Available)
 	}
 	if len(o.Writes) != 1 || o.Writes[0].Key[0] != store.PrefixPending {
 		t.Fatal("the pending digest must be written with the acknowledgement")
@@ -215,7 +215,7 @@ func TestFlushFollowsNaglesRule(t *testing.T) {
 		t.Fatal("a batch in flight: Flush must wait")
 	}
 	w.Receive(1, &narwhal.BatchAckMsg{Digest: d})
-	if out, _ := w.Receive(2, &narwhal.BatchAckMsg{Digest: d}); len(out.Acked) != 1 {
+	if out, _ := w.Receive(2, &narwhal.BatchAckMsg{Digest: d}); len(out.Available) != 1 {
 		t.Fatal("quorum not reached")
 	}
 	out = w.Flush()

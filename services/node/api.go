@@ -47,8 +47,7 @@ func submitStatus(err error) error {
 	return status.Error(codes.Internal, err.Error())
 }
 
-// SubmitTransaction returns once the transaction is stored on a quorum of
-// workers and queued durably.
+// SubmitTransaction returns once the transaction's batch is committed.
 func (s *txServer) SubmitTransaction(ctx context.Context, tx *dsnv1.Transaction) (*dsnv1.SubmitTransactionResponse, error) {
 	if err := s.check(tx); err != nil {
 		return nil, err

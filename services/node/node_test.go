@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -300,5 +301,35 @@ func TestRestartedNodesExportTheSameCompleteSequence(t *testing.T) {
 	t.Logf("restarted nodes fetched %d committed batches below their GC horizon; %d pre-blocks", below, len(ref))
 	if below == 0 {
 		t.Fatal("the restarted nodes fetched no batch below their GC horizon: the test no longer covers that catch-up")
+	}
+}
+
+// An acknowledgement does not depend on the acknowledging node: the
+// transactions a node acknowledged are ordered by the others after that
+// node is destroyed with its disk for good, the moment it answered.
+func TestAcknowledgedSurvivesItsNodeDestroyed(t *testing.T) {
+	cl := nodetest.Start(t, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	txs := makeTxs("doomed", 200, 100)
+	acked, err := cl.SubmitAll(ctx, []int{3}, 4, txs)
+	if err != nil || acked != uint64(len(txs)) {
+		t.Fatalf("acknowledged %d of %d: %v", acked, len(txs), err)
+	}
+	// At once: node 3 stops and its data directory is erased.
+	dir := cl.DataDir(3)
+	cl.StopNode(3)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	pbs, err := cl.ReadExport(ctx, 0, 0, until(t, txs))
+	if err != nil {
+		t.Fatalf("node 0 did not order what node 3 acknowledged: %v", err)
+	}
+	seen := orderedTxs(t, pbs)
+	for _, tx := range txs {
+		if seen[string(tx)] != 1 {
+			t.Fatalf("%q ordered %d times", tx[:12], seen[string(tx)])
+		}
 	}
 }

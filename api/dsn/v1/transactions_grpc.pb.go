@@ -30,8 +30,8 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Transactions accepts client transactions. A call returns OK only once the
-// transaction's batch is stored on a quorum of workers and queued durably for
-// ordering: from then on it is ordered exactly once, even if this node crashes.
+// transaction's batch is committed: it is ordered, exactly once, whatever
+// becomes of this node afterwards (it may be destroyed with its disk).
 type TransactionsClient interface {
 	// SubmitTransaction submits one transaction. Empty or oversized
 	// transactions get INVALID_ARGUMENT.
@@ -77,8 +77,8 @@ type Transactions_SubmitTransactionStreamClient = grpc.ClientStreamingClient[Tra
 // for forward compatibility.
 //
 // Transactions accepts client transactions. A call returns OK only once the
-// transaction's batch is stored on a quorum of workers and queued durably for
-// ordering: from then on it is ordered exactly once, even if this node crashes.
+// transaction's batch is committed: it is ordered, exactly once, whatever
+// becomes of this node afterwards (it may be destroyed with its disk).
 type TransactionsServer interface {
 	// SubmitTransaction submits one transaction. Empty or oversized
 	// transactions get INVALID_ARGUMENT.
