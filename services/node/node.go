@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -161,8 +162,18 @@ func New(cfg *config.Node, log *slog.Logger, opts ...Option) (*Node, error) {
 	// The cache lets the loop verify a burst of certificates in one batch
 	// before the replica checks them one by one (see preVerify).
 	verifier := narwhal.NewVerifierWith(committee, crypto.NewCachedKeySet(keys, 50_000))
-	st, err := openStore(cfg.Path(cfg.DataDir), storeOptions{fs: o.fs})
+	// The signing record (signed.go) is read first: an existing store must
+	// not be behind it (openStore refuses one that is).
+	if err := os.MkdirAll(cfg.Path(cfg.DataDir), 0o755); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	signed, rec, err := openSigned(cfg.Path(cfg.DataDir))
 	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(cfg.Path(cfg.DataDir), storeOptions{fs: o.fs, signed: rec})
+	if err != nil {
+		signed.close()
 		return nil, err
 	}
 	log = log.With("node", cfg.Name)
@@ -180,11 +191,8 @@ func New(cfg *config.Node, log *slog.Logger, opts ...Option) (*Node, error) {
 	}
 	// What this node signed, kept outside the store: whatever the store
 	// forgot, the node signs nothing new at or below it.
-	signed, rec, err := openSigned(st.dir)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
+	// A new store (the old one moved aside, the record kept) starts from
+	// the record: nothing is signed twice.
 	rep.SetSigned(rec)
 	m := newMetrics()
 	tr, err := newTransport(narwhal.AuthorityID(self), committee, netKey, cfg.Network, log, m)
@@ -507,14 +515,6 @@ func (w *stallWatch) tick(n *Node, now time.Time) {
 func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 	var failed error
 	for job := range jobs {
-		// The signing record syncs next to the store's writes; both are
-		// durable before any message of the job leaves.
-		var signedErr error
-		var signing sync.WaitGroup
-		if failed == nil && job.signed != nil {
-			signing.Add(1)
-			go func() { defer signing.Done(); signedErr = n.signed.write(*job.signed) }()
-		}
 		if failed == nil && len(job.writes) > 0 {
 			start := time.Now()
 			if err := n.store.Apply(job.writes); err != nil {
@@ -523,10 +523,14 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 			}
 			n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
 		}
-		signing.Wait()
-		if signedErr != nil && failed == nil {
-			failed = fmt.Errorf("fatal: %w", signedErr)
-			cancel(failed)
+		// The signing record syncs after the store's writes (so an intact
+		// store is never behind it, see New) and before any message of the
+		// job leaves.
+		if failed == nil && job.signed != nil {
+			if err := n.signed.write(*job.signed); err != nil {
+				failed = fmt.Errorf("fatal: %w", err)
+				cancel(failed)
+			}
 		}
 		if failed != nil {
 			for _, done := range job.acks {

@@ -116,3 +116,17 @@ func (l *signedLog) write(rec primary.Signed) error {
 }
 
 func (l *signedLog) close() error { return l.f.Close() }
+
+// signedBehind says how the store's own record (what the replica recovered
+// from it) falls behind the signing record, or "" if it does not.
+func signedBehind(store, rec primary.Signed) string {
+	if rec.Proposed > store.Proposed {
+		return fmt.Sprintf("the store's last proposed header is of round %d, the node signed one of round %d: the store lost writes it had synced (a truncated WAL, an older copy)", store.Proposed, rec.Proposed)
+	}
+	for a, r := range rec.Votes {
+		if a < len(store.Votes) && r > store.Votes[a] {
+			return fmt.Sprintf("the store's last vote for authority %d is of round %d, the node signed one of round %d: the store lost writes it had synced (a truncated WAL, an older copy)", a, store.Votes[a], r)
+		}
+	}
+	return ""
+}

@@ -163,6 +163,10 @@ func TestStartRefusesDamagedStore(t *testing.T) {
 			}
 			return filepath.Base(m)
 		}},
+		{"truncated WAL", pristine, func(t *testing.T) string {
+			tearWAL(t, dir) // synced writes lost: the signing record is ahead of the store
+			return "signing record"
+		}},
 		{"corrupted table", flushed, func(t *testing.T) string {
 			sst := newest(t, dir, "*.sst")
 			raw, err := os.ReadFile(sst)
@@ -200,17 +204,6 @@ func TestStartRefusesDamagedStore(t *testing.T) {
 			}
 		})
 	}
-
-	// A WAL torn at its end, as a process killed during a commit leaves
-	// it (pebble writes a large record in several blocks): the node starts,
-	// replaying up to the tear as pebble does (a rollback of synced writes
-	// looks the same: telling them apart needs the never-sign-twice guard).
-	copyDir(t, pristine, dir)
-	tearWAL(t, dir)
-	if err := cl.TryStartNode(victim); err != nil {
-		t.Fatalf("a WAL torn at its end was refused: %v", err)
-	}
-	cl.StopNode(victim)
 
 	// The undamaged store starts, and the node takes part again.
 	copyDir(t, pristine, dir)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tezos-dsn/dsn/internal/bullshark"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/primary"
 	"github.com/tezos-dsn/dsn/internal/store"
 )
 
@@ -51,7 +52,8 @@ func damaged(dir, what string, err error) error { return &damagedError{dir: dir,
 // storeOptions are the store's seams: the filesystem pebble works through
 // (nil: the OS's; tests wrap it in vfs/errorfs).
 type storeOptions struct {
-	fs vfs.FS
+	fs     vfs.FS
+	signed primary.Signed // the signing record: an existing store must not be behind it
 }
 
 // pebbleStore is the node's durable store: store.Reader for the cores, and
@@ -156,7 +158,7 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 	if err != nil {
 		return nil, damaged(dir, "pebble open (read-only)", err)
 	}
-	sc, checkErr := checkStore(ro, fs, dir)
+	sc, checkErr := checkStore(ro, fs, dir, o.signed)
 	if err := ro.Close(); err != nil && checkErr == nil {
 		checkErr = damaged(dir, "pebble close (read-only)", err)
 	}
@@ -343,7 +345,7 @@ type storeCheck struct {
 // committed sub-DAGs 1..last are all stored, each with its certificates;
 // the batches of the last one are stored or marked missing; the last
 // proposed header and the votes decode.
-func checkStore(db *pebble.DB, fs vfs.FS, dir string) (storeCheck, error) {
+func checkStore(db *pebble.DB, fs vfs.FS, dir string, signed primary.Signed) (storeCheck, error) {
 	start := time.Now()
 	var sc storeCheck
 	levels, err := db.SSTables()
@@ -461,12 +463,16 @@ func checkStore(db *pebble.DB, fs vfs.FS, dir string) (storeCheck, error) {
 		return sc, damaged(dir, fmt.Sprintf("key s/%d (committed sub-DAG)", want), fmt.Errorf("missing: the consensus state says %d sub-DAGs were committed, %d are stored", last, want-1))
 	}
 	sc.subDAGs = last
+	// What the store says this node signed, for the signing record.
+	var own primary.Signed
 	if raw, ok, err := get(store.LastProposedKey()); err != nil {
 		return sc, damaged(dir, "key h (last proposed header)", err)
 	} else if ok {
-		if _, err := narwhal.DecodeHeader(raw); err != nil {
+		h, err := narwhal.DecodeHeader(raw)
+		if err != nil {
 			return sc, damaged(dir, "key h (last proposed header)", err)
 		}
+		own.Proposed = h.Round
 	}
 	for a := range narwhal.MaxCommitteeSize {
 		raw, ok, err := get(store.VoteKey(uint16(a)))
@@ -476,6 +482,18 @@ func checkStore(db *pebble.DB, fs vfs.FS, dir string) (storeCheck, error) {
 		if err != nil {
 			return sc, damaged(dir, fmt.Sprintf("key v/%d (last vote for authority %d)", a, a), err)
 		}
+		var r uint64
+		if ok {
+			r = binary.BigEndian.Uint64(raw)
+		}
+		own.Votes = append(own.Votes, r)
+	}
+	// The signing record is written after the store's writes of the same
+	// group, so an intact store is never behind it; one that is lost
+	// writes it had synced (a truncated WAL, an older copy) and may lack
+	// committed state or forget batches it proposed.
+	if behind := signedBehind(own, signed); behind != "" {
+		return sc, damaged(dir, "store against the signing record "+signedFile, errors.New(behind))
 	}
 	sc.took = time.Since(start)
 	return sc, nil
