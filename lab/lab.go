@@ -52,6 +52,15 @@ type Manifest struct {
 	// a node sends to its peers (in the node's transport: tc netem may be
 	// missing on a lab machine).
 	Shapes []Shape `toml:"shape"`
+	// Load, if its rate is set, adds a container that offers timestamped
+	// transactions to node 1 for as long as the lab runs (`dsn spam`).
+	Load Load `toml:"load"`
+}
+
+// Load is a constant offered load.
+type Load struct {
+	Rate float64 `toml:"rate"` // transactions per second (0: no load container)
+	Size int     `toml:"size"` // bytes per transaction (default 512)
 }
 
 // Shape is one node's outgoing-link perturbation.
@@ -141,6 +150,9 @@ func (m *Manifest) Validate() error {
 		case sh.Loss < 0 || sh.Loss >= 1:
 			return fmt.Errorf("shape %d: loss %g, want [0, 1)", i, sh.Loss)
 		}
+	}
+	if m.Load.Rate < 0 || m.Load.Size < 0 || m.Load.Size > 256<<10 {
+		return fmt.Errorf("load: rate %g and size %d must be positive, size at most 256 KiB", m.Load.Rate, m.Load.Size)
 	}
 	if m.L1.BlockTime != "" {
 		d, err := time.ParseDuration(m.L1.BlockTime)
@@ -258,7 +270,8 @@ type Container struct {
 	Data      bool // a volume <name>-data at /data
 	Config    bool // the rendered config directory at /config, read-only
 	// HealthPath and HealthPort: the container is up when GET HealthPath
-	// on HealthPort answers 200 (a node: its metrics endpoint).
+	// on HealthPort answers 200 (a node: its metrics endpoint); no path:
+	// no health check (the load generator).
 	HealthPath string
 	HealthPort int
 	DependsOn  []string
@@ -305,6 +318,16 @@ func (m *Manifest) Containers() []Container {
 			"--rollup", fmt.Sprintf("http://rollup-node:%d", RollupPort), "--rate-limit", "0"},
 		Ports: []int{SequencerPort}, HostPorts: fixed(SequencerPort),
 		HealthPath: "/health", HealthPort: SequencerPort, DependsOn: append(nodes, "rollup-node")})
+	if m.Load.Rate > 0 {
+		size := m.Load.Size
+		if size == 0 {
+			size = 512
+		}
+		cs = append(cs, Container{Name: "load",
+			Command: []string{"spam", "--endpoint", fmt.Sprintf("%s:%d", Service(1), TransactionsPort),
+				"--rate", strconv.FormatFloat(m.Load.Rate, 'f', -1, 64), "--min-size", strconv.Itoa(size), "--max-size", strconv.Itoa(size)},
+			DependsOn: []string{Service(1)}})
+	}
 	return cs
 }
 
@@ -335,7 +358,9 @@ func compose(m *Manifest) string {
 				volumes = append(volumes, c.Name+"-data")
 			}
 		}
-		b.WriteString("    ports:\n")
+		if len(c.Ports) > 0 {
+			b.WriteString("    ports:\n")
+		}
 		for k, p := range c.Ports {
 			if c.HostPorts == nil {
 				fmt.Fprintf(&b, "      - \"127.0.0.1::%d\"\n", p)
@@ -348,6 +373,9 @@ func compose(m *Manifest) string {
 			fmt.Fprintf(&b, "    depends_on: [%s]\n", strings.Join(c.DependsOn, ", "))
 		}
 		b.WriteString("    stop_grace_period: 5s\n")
+		if c.HealthPath == "" {
+			continue
+		}
 		b.WriteString("    healthcheck:\n")
 		if c.HealthPath == "/metrics" {
 			fmt.Fprintf(&b, "      test: [\"CMD\", \"/dsn\", \"health\", \"--metrics\", \"127.0.0.1:%d\"]\n", c.HealthPort)

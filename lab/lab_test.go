@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +86,25 @@ func TestShapesReachTheirNode(t *testing.T) {
 		if m.Validate() == nil {
 			t.Errorf("shape %+v accepted", bad)
 		}
+	}
+}
+
+// A load in the manifest adds a spam container aimed at node 1.
+func TestLoadContainer(t *testing.T) {
+	m := &Manifest{Name: "x", Nodes: 4, Image: "dsn:lab", Seed: 1, Load: Load{Rate: 100}}
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cs := m.Containers()
+	last := cs[len(cs)-1]
+	if last.Name != "load" || last.Command[0] != "spam" || !strings.Contains(strings.Join(last.Command, " "), "--rate 100 --min-size 512") {
+		t.Fatalf("load container: %+v", last)
+	}
+	if !strings.Contains(compose(m), "  load:\n") {
+		t.Fatal("the compose file has no load service")
+	}
+	m.Load = Load{}
+	if cs := m.Containers(); cs[len(cs)-1].Name == "load" {
+		t.Fatal("a load container without a rate")
 	}
 }

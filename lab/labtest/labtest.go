@@ -169,8 +169,10 @@ func (l *Lab) run(ctx context.Context, c lab.Container) error {
 		testcontainers.WithExposedPorts(ports...),
 		tcnetwork.WithNetwork([]string{c.Name}, l.net),
 		testcontainers.WithName(l.M.Name + "-" + c.Name),
-		testcontainers.WithWaitStrategy(wait.ForHTTP(c.HealthPath).WithPort(fmt.Sprintf("%d/tcp", c.HealthPort)).
-			WithStartupTimeout(2 * time.Minute)),
+	}
+	if c.HealthPath != "" {
+		opts = append(opts, testcontainers.WithWaitStrategy(wait.ForHTTP(c.HealthPath).WithPort(fmt.Sprintf("%d/tcp", c.HealthPort)).
+			WithStartupTimeout(2*time.Minute)))
 	}
 	if c.Data {
 		opts = append(opts, testcontainers.WithMounts(testcontainers.VolumeMount(volume, "/data")))
