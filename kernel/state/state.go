@@ -99,6 +99,10 @@ type Machine struct {
 	b        *bullshark.Bullshark
 	da       *da.Reassembler
 	queued   []queuedSubmission // completed this level, run by EndLevel
+	// held: the digests of the certificates stored above the GC horizon
+	// (loaded with them, kept up by store), so that a certificate is
+	// looked up without decoding its round again.
+	held map[narwhal.Digest]bool
 }
 
 // prefixed is a Store under a key prefix.
@@ -153,7 +157,8 @@ func Load(st Store, rollup [20]byte, app Application, debug func(string)) (*Mach
 		return nil, fmt.Errorf("%w: gc_depth %d", ErrCorrupt, gcDepth)
 	}
 	m := &Machine{st: st, app: app, debug: debug, rollup: rollup, verifier: v,
-		b: bullshark.New(committee, gcDepth), da: da.NewReassembler(prefixed{st, "da/"}, da.DefaultConfig())}
+		b: bullshark.New(committee, gcDepth), da: da.NewReassembler(prefixed{st, "da/"}, da.DefaultConfig()),
+		held: map[narwhal.Digest]bool{}}
 	if raw, ok := st.Get("bullshark"); ok {
 		s, err := bullshark.DecodeState(raw)
 		if err == nil {
@@ -172,6 +177,7 @@ func Load(st Store, rollup [20]byte, app Application, debug func(string)) (*Mach
 			if err := m.b.Insert(c); err != nil {
 				return nil, fmt.Errorf("%w: re-insert %s: %w", ErrCorrupt, c.Digest().Short(), err)
 			}
+			m.held[c.Digest()] = true
 		}
 	}
 	return m, nil
@@ -496,15 +502,7 @@ func (m *Machine) wake() {
 }
 
 // known reports whether Bullshark holds this very certificate.
-func (m *Machine) known(c *narwhal.Certificate) bool {
-	certs, _ := m.round(c.Round())
-	for _, k := range certs {
-		if k.Author() == c.Author() {
-			return k.Digest() == c.Digest()
-		}
-	}
-	return false
-}
+func (m *Machine) known(c *narwhal.Certificate) bool { return m.held[c.Digest()] }
 
 func batchKey(cert narwhal.Digest, i int) string {
 	return "batch/" + hex.EncodeToString(cert[:]) + "/" + strconv.Itoa(i)
@@ -514,6 +512,7 @@ func batchKey(cert narwhal.Digest, i int) string {
 func (m *Machine) store(e Entry) {
 	c := e.Certificate
 	d := c.Digest()
+	m.held[d] = true
 	for i, b := range e.Batches { // none if withheld
 		m.st.Put(batchKey(d, i), b.Encode())
 	}
