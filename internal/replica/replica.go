@@ -252,7 +252,6 @@ func (r *Replica) fromPrimary(out *Output, po primary.Output) {
 	out.Messages = append(out.Messages, po.Messages...)
 	out.trace(StageProposed, po.Proposed)
 	out.trace(StageCertified, po.Certified)
-
 	for _, need := range po.NeedBatches {
 		r.fromWorker(out, r.w.Fetch(need.Digests, need.Author, need.Round))
 	}
