@@ -524,7 +524,7 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 			n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
 		}
 		// The signing record syncs after the store's writes (so an intact
-		// store is never behind it, see New) and before any message of the
+		// store is never behind it: checkStore) and before any message of the
 		// job leaves.
 		if failed == nil && job.signed != nil {
 			if err := n.signed.write(*job.signed); err != nil {
