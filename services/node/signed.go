@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/tezos-dsn/dsn/internal/primary"
 )
@@ -129,4 +130,30 @@ func signedBehind(store, rec primary.Signed) string {
 		}
 	}
 	return ""
+}
+
+// MoveStoreAside moves everything in the data directory but the signing
+// record into a sibling directory <dir>.damaged-<unix seconds> and returns
+// its path: the store is kept for inspection, and the node, started on
+// what is left, rebuilds its history from its peers (certificates from the
+// first round, batches of committed ones) while the signing record keeps
+// it from signing twice (`dsn node --resync`; docs/storage.md).
+func MoveStoreAside(dir string, now time.Time) (string, error) {
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return "", fmt.Errorf("data_dir %s: %w", dir, err)
+	}
+	aside := fmt.Sprintf("%s.damaged-%d", filepath.Clean(dir), now.Unix())
+	if err := os.Mkdir(aside, 0o755); err != nil {
+		return "", fmt.Errorf("move the store aside: %w", err)
+	}
+	for _, e := range names {
+		if e.Name() == signedFile {
+			continue
+		}
+		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(aside, e.Name())); err != nil {
+			return "", fmt.Errorf("move the store aside: %w", err)
+		}
+	}
+	return aside, nil
 }

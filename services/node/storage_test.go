@@ -19,6 +19,8 @@ import (
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/cockroachdb/pebble/vfs/errorfs"
 
+	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
+	"github.com/tezos-dsn/dsn/internal/dsnclient"
 	"github.com/tezos-dsn/dsn/services/node"
 	"github.com/tezos-dsn/dsn/services/node/nodetest"
 )
@@ -301,4 +303,54 @@ func TestDiskFullStopsTheNodeCleanlyAndLosesNothing(t *testing.T) {
 	if _, err := cl.ReadExport(ctx, 1, 0, until(t, append(before, after...))); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// --resync: a node whose store is refused moves it aside (the signing
+// record stays), starts empty and rebuilds its history from its peers —
+// certificates from the first round, batches of the committed ones — so
+// that its Export equals the others', past the GC horizon included.
+func TestResyncRebuildsTheStoreFromPeers(t *testing.T) {
+	cl := nodetest.Start(t, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for k := range 10 {
+		if _, err := cl.SubmitAll(ctx, []int{0, 1}, 2, makeTxs(fmt.Sprintf("before-%d", k), 100, 200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := cl.DataDir(3)
+	cl.StopNode(3)
+	if err := os.Remove(filepath.Join(dir, "CURRENT")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.TryStartNode(3); !errors.Is(err, node.ErrStoreDamaged) {
+		t.Fatalf("a store without CURRENT: %v", err)
+	}
+	aside, err := node.MoveStoreAside(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(aside, "CURRENT")); err == nil {
+		t.Fatal("the damaged store was not kept aside")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "SIGNED")); err != nil {
+		t.Fatalf("the signing record did not stay: %v", err)
+	}
+	cl.StartNode(3)
+	if _, err := cl.SubmitAll(ctx, []int{3}, 2, makeTxs("after", 50, 100)); err != nil {
+		t.Fatal(err)
+	}
+	head := cl.Node(0).Status().Committed
+	ref, err := cl.ReadExport(ctx, 0, 0, func(pb *dsnv1.PreBlock) bool { return pb.Index >= head })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cl.ReadExport(ctx, 3, 0, func(pb *dsnv1.PreBlock) bool { return pb.Index >= head })
+	if err != nil {
+		t.Fatalf("the resynced node's Export: %v", err)
+	}
+	if err := dsnclient.SamePrefix(ref, got); err != nil {
+		t.Fatalf("the resynced node's Export differs: %v", err)
+	}
+	t.Logf("resynced: %d pre-blocks identical to node 1's (committed round %d)", len(got), cl.Node(0).Status().Round)
 }
