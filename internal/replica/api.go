@@ -63,10 +63,10 @@ type Stage uint8
 // The stages, in the order a batch passes them.
 const (
 	StageSealed    Stage = iota + 1 // sealed by this worker
-	StageAvailable                  // stored on a quorum of workers: its transactions are acknowledged
+	StageAvailable                  // stored on a quorum of workers
 	StageProposed                   // named by a new own header
 	StageCertified                  // that header certified
-	StageCommitted                  // that certificate committed
+	StageCommitted                  // that certificate committed: its transactions are acknowledged
 )
 
 // String names the stage.

@@ -24,7 +24,7 @@ type metrics struct {
 	dropped                              *prometheus.CounterVec
 	transactions, acked                  prometheus.Counter
 	syncSeconds                          prometheus.Histogram
-	loopBatch                            prometheus.Histogram
+	loopBatch, commitGroup               prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -58,10 +58,11 @@ func newMetrics() *metrics {
 		badMessages:        c("bad_messages_total", "Messages that did not decode."),
 		rejected:           c("rejected_messages_total", "Messages the protocol rejected (bad peer input)."),
 		transactions:       c("transactions_total", "Transactions submitted."),
-		acked:              c("transactions_acked_total", "Transactions acknowledged (stored on a quorum)."),
+		acked:              c("transactions_acked_total", "Transactions acknowledged (their batch committed)."),
 		dropped:            reg.CounterVec("dropped_messages_total", "Outgoing messages dropped because a peer's queue was full.", "peer"),
 		syncSeconds:        reg.Histogram("store_sync_seconds", "Latency of one synced store batch.", prometheus.ExponentialBuckets(0.0001, 2, 16)),
-		loopBatch:          reg.Histogram("loop_events_per_sync", "Events grouped into one synced write (group commit).", prometheus.ExponentialBuckets(1, 2, 10)),
+		loopBatch:          reg.Histogram("loop_events_per_sync", "Events handled as one group by the event loop.", prometheus.ExponentialBuckets(1, 2, 10)),
+		commitGroup:        reg.Histogram("groups_per_sync", "Groups of events made durable by one sync (group commit).", prometheus.ExponentialBuckets(1, 2, 8)),
 	}
 	return m
 }

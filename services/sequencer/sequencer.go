@@ -183,7 +183,7 @@ func (s *Sequencer) Close() {
 var ErrNoNode = errors.New("sequencer: no consensus node acknowledged the transaction")
 
 // Submit hands tx to the DSN and returns its status once a node has
-// acknowledged it (stored on a quorum: from then on it is ordered). A
+// acknowledged it (its batch committed: from then on it is ordered). A
 // transaction already known is not submitted again: the same bytes get
 // the same id and status.
 func (s *Sequencer) Submit(ctx context.Context, tx []byte) (Status, error) {
