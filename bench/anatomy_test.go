@@ -28,7 +28,6 @@ type anatomy struct {
 const (
 	sliceSubmit  = iota // sent by the client → reached the event loop
 	sliceSeal           // → its batch sealed
-	sliceQuorum         // → batch stored on a quorum (acknowledged)
 	sliceHeader         // → named by the author's header
 	sliceCertify        // → header certified
 	sliceCommit         // → certificate committed by the author
@@ -37,7 +36,7 @@ const (
 )
 
 var sliceNames = [numSlices]string{
-	"submit → worker", "worker → batch sealed", "sealed → quorum of acks", "acked → in a header",
+	"submit → worker", "worker → batch sealed", "sealed → in a header",
 	"header → certified", "certified → committed", "committed → exported"}
 
 func newAnatomy() *anatomy {
@@ -85,7 +84,7 @@ func (a *anatomy) ordered(tx []byte, d narwhal.Digest, exported time.Time) {
 	if !ok || st == nil {
 		return
 	}
-	points := []time.Time{sent, recv, st[replica.StageSealed], st[replica.StageAvailable], st[replica.StageProposed],
+	points := []time.Time{sent, recv, st[replica.StageSealed], st[replica.StageProposed],
 		st[replica.StageCertified], st[replica.StageCommitted], exported}
 	for _, p := range points {
 		if p.IsZero() {

@@ -62,8 +62,7 @@ type Stage uint8
 
 // The stages, in the order a batch passes them.
 const (
-	StageSealed    Stage = iota + 1 // sealed by this worker
-	StageAvailable                  // stored on a quorum of workers
+	StageSealed    Stage = iota + 1 // sealed by this worker (and handed to the primary)
 	StageProposed                   // named by a new own header
 	StageCertified                  // that header certified
 	StageCommitted                  // that certificate committed: its transactions are acknowledged

@@ -229,16 +229,13 @@ func (r *Replica) fromWorker(out *Output, wo worker.Output) {
 	out.trace(StageSealed, wo.Sealed)
 	if len(wo.Available) > 0 {
 		ds := make([]primary.PendingDigest, len(wo.Available))
-		avail := make([]narwhal.Digest, len(wo.Available))
 		for i, b := range wo.Available {
 			ds[i] = primary.PendingDigest{Digest: b.Digest, Seq: b.Seq}
-			avail[i] = b.Digest
 			// Acknowledged once committed (Output.Acked says why).
 			if len(b.Tickets) > 0 {
 				r.unordered[b.Digest] = append(r.unordered[b.Digest], b.Tickets...)
 			}
 		}
-		out.trace(StageAvailable, avail)
 		r.fromPrimary(out, r.p.AddBatches(ds))
 	}
 	if len(wo.Stored) > 0 {

@@ -1,7 +1,13 @@
 // Package worker is the Narwhal worker core: it seals client transactions
-// into batches (on size or delay), broadcasts them to the other workers,
-// waits for a quorum of stored acknowledgements, stores other workers'
-// batches, and fetches the batches a header names but this worker lacks.
+// into batches (on size or delay), hands them to the primary to propose at
+// once and broadcasts them to the other workers (re-sending until a quorum
+// acknowledged storing them), stores other workers' batches, and fetches the
+// batches a header names but this worker lacks.
+//
+// A batch is proposed without waiting for its quorum of acknowledgements:
+// a header is only certified by a quorum of voters that each stored its
+// batches (primary.tryVote), so a certificate proves the same availability
+// the acknowledgements would, one round trip and one remote sync earlier.
 //
 // It is a pure step function (see internal/replica for the driver): inputs
 // are Submit, Receive and Tick; every call returns an Output whose Writes the
@@ -31,14 +37,13 @@ type Config struct {
 	MaxResponseBytes int
 }
 
-// OwnBatch is one of this worker's batches that reached a quorum. Seq is the
-// key of its durable pending entry (store.PendingKey).
+// OwnBatch is one of this worker's sealed batches, for the primary to
+// propose. Seq is the key of its durable pending entry (store.PendingKey).
 type OwnBatch struct {
 	Digest narwhal.Digest
 	Seq    uint64
 	// Tickets of the transactions it carries, for the runtime to
-	// acknowledge once the batch is safe (replica: in an own certificate
-	// another authority names).
+	// acknowledge once the batch is committed (replica.Output.Acked).
 	Tickets []uint64
 }
 
@@ -46,7 +51,7 @@ type OwnBatch struct {
 type Output struct {
 	Writes   []store.Write
 	Messages []narwhal.Envelope
-	// Available lists own batches that reached a quorum, for the primary to propose.
+	// Available lists own batches sealed, for the primary to propose.
 	Available []OwnBatch
 	// Stored lists batches of other workers now stored locally.
 	Stored []narwhal.Digest
@@ -56,7 +61,6 @@ type Output struct {
 
 type inflight struct {
 	msg     *narwhal.BatchMsg
-	tickets []uint64
 	acked   []bool
 	stake   uint64
 	since   int
@@ -197,7 +201,7 @@ func (w *Worker) Has(d narwhal.Digest) bool {
 type Stats struct {
 	BatchesSealed    uint64 // batches this worker sealed
 	BatchesFromPeers uint64 // other workers' batches stored here
-	BatchesInFlight  int    // own batches waiting for a quorum of acknowledgements
+	BatchesInFlight  int    // own batches not yet acknowledged by a quorum of workers
 	BatchesFetching  int    // batches requested from peers
 	// BatchesMissing counts the fetches for committed certificates (Export
 	// waits for them); part of BatchesFetching.
@@ -285,43 +289,37 @@ func (w *Worker) seal(out *Output) {
 	tickets := w.tickets
 	w.cur, w.tickets, w.curBytes, w.curAge = nil, nil, 0, 0
 	w.sealed++
-	if f := w.inflight[d]; f != nil {
-		// The same transactions again while the first copy is in flight (a
-		// client retried): acknowledge both when that batch is safe.
-		f.tickets = append(f.tickets, tickets...)
-		return
-	}
-	// NB: a batch equal to one stored earlier (even another worker's) is
-	// still proposed again: the client submitted those bytes again, and no
-	// layer deduplicates transactions.
-	out.Writes = append(out.Writes, store.Put(store.BatchKey(d), b.Encode()))
-	out.Sealed = append(out.Sealed, d)
-	w.stored[d] = true
-	f := &inflight{
-		msg:     &narwhal.BatchMsg{Batch: b},
-		tickets: tickets,
-		acked:   make([]bool, w.committee.Size()),
-	}
-	f.acked[w.self] = true
-	f.stake = w.committee.Stake(w.self)
-	w.inflight[d] = f
-	w.inflightOrder = append(w.inflightOrder, d)
-	for i := 0; i < w.committee.Size(); i++ {
-		if narwhal.AuthorityID(i) != w.self {
-			out.Messages = append(out.Messages, narwhal.Envelope{To: narwhal.AuthorityID(i), Msg: f.msg})
+	// NB: a batch equal to one sealed earlier (even another worker's, or
+	// one still in flight: a client retried) is proposed again: the client
+	// submitted those bytes again, and no layer deduplicates transactions.
+	f := w.inflight[d]
+	if f == nil {
+		out.Writes = append(out.Writes, store.Put(store.BatchKey(d), b.Encode()))
+		out.Sealed = append(out.Sealed, d)
+		w.stored[d] = true
+		f = &inflight{msg: &narwhal.BatchMsg{Batch: b}, acked: make([]bool, w.committee.Size())}
+		f.acked[w.self] = true
+		f.stake = w.committee.Stake(w.self)
+		w.inflight[d] = f
+		w.inflightOrder = append(w.inflightOrder, d)
+		for i := 0; i < w.committee.Size(); i++ {
+			if narwhal.AuthorityID(i) != w.self {
+				out.Messages = append(out.Messages, narwhal.Envelope{To: narwhal.AuthorityID(i), Msg: f.msg})
+			}
 		}
-	}
-	w.checkQuorum(d, f, out)
-}
-
-func (w *Worker) checkQuorum(d narwhal.Digest, f *inflight, out *Output) {
-	if f.stake < w.committee.QuorumThreshold() {
-		return
 	}
 	seq := w.nextSeq
 	w.nextSeq++
 	out.Writes = append(out.Writes, store.Put(store.PendingKey(seq), d[:]))
-	out.Available = append(out.Available, OwnBatch{Digest: d, Seq: seq, Tickets: f.tickets})
+	out.Available = append(out.Available, OwnBatch{Digest: d, Seq: seq, Tickets: tickets})
+	w.checkQuorum(d, f)
+}
+
+// checkQuorum ends the broadcast of a batch a quorum stored.
+func (w *Worker) checkQuorum(d narwhal.Digest, f *inflight) {
+	if f.stake < w.committee.QuorumThreshold() {
+		return
+	}
 	delete(w.inflight, d)
 	w.inflightOrder = slices.DeleteFunc(w.inflightOrder, func(x narwhal.Digest) bool { return x == d })
 }
@@ -422,7 +420,7 @@ func (w *Worker) Receive(from narwhal.AuthorityID, m narwhal.Message) (Output, e
 		}
 		f.acked[from] = true
 		f.stake += w.committee.Stake(from)
-		w.checkQuorum(m.Digest, f, &out)
+		w.checkQuorum(m.Digest, f)
 	case *narwhal.BatchRequestMsg:
 		resp := &narwhal.BatchResponseMsg{}
 		size := 0

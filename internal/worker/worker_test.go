@@ -25,7 +25,9 @@ func msgsTo(out Output) map[narwhal.AuthorityID][]narwhal.Message {
 	return m
 }
 
-func TestSealOnSizeAndQuorum(t *testing.T) {
+// A batch sealed on size is handed to the primary at once, with its
+// pending entry, and broadcast until a quorum of workers acknowledged it.
+func TestSealOnSizeProposesAtOnce(t *testing.T) {
 	st := store.NewMemory()
 	w := New(cfg, committee(7), 0, st)
 	out := w.Submit(1, make([]byte, 60))
@@ -33,27 +35,42 @@ func TestSealOnSizeAndQuorum(t *testing.T) {
 		t.Fatal("sealed below the size limit")
 	}
 	out = w.Submit(2, make([]byte, 60))
-	if len(out.Writes) != 1 || len(out.Messages) != 6 {
-		t.Fatalf("seal: %d writes, %d messages; want 1 batch write and 6 broadcasts", len(out.Writes), len(out.Messages))
+	if len(out.Writes) != 2 || out.Writes[0].Key[0] != store.PrefixBatch || out.Writes[1].Key[0] != store.PrefixPending || len(out.Messages) != 6 {
+		t.Fatalf("seal: %d writes, %d messages; want the batch and its pending entry, and 6 broadcasts", len(out.Writes), len(out.Messages))
+	}
+	d := out.Messages[0].Msg.(*narwhal.BatchMsg).Batch.Digest()
+	if len(out.Available) != 1 || out.Available[0].Digest != d || len(out.Available[0].Tickets) != 2 {
+		t.Fatalf("seal: available %v; want the batch with both tickets", out.Available)
 	}
 	st.Apply(out.Writes)
-	d := out.Messages[0].Msg.(*narwhal.BatchMsg).Batch.Digest()
-	for i, from := range []narwhal.AuthorityID{1, 2, 3} {
-		o, err := w.Receive(from, &narwhal.BatchAckMsg{Digest: d})
-		if err != nil || len(o.Available) != 0 {
-			t.Fatalf("ack %d: available early (%v)", i, err)
-		}
+	for _, from := range []narwhal.AuthorityID{1, 2, 3, 3} { // a duplicate ack counts once
+		w.Receive(from, &narwhal.BatchAckMsg{Digest: d})
 	}
-	o, _ := w.Receive(3, &narwhal.BatchAckMsg{Digest: d}) // duplicate ack counts once
-	if len(o.Available) != 0 {
-		t.Fatal("a duplicate ack reached the quorum")
+	if s := w.Stats(); s.BatchesInFlight != 1 {
+		t.Fatalf("4 of 7 stored it: %d in flight, want 1", s.BatchesInFlight)
 	}
-	o, _ = w.Receive(4, &narwhal.BatchAckMsg{Digest: d})
-	if len(o.Available) != 1 || o.Available[0].Digest != d || len(o.Available[0].Tickets) != 2 {
-		t.Fatalf("quorum: available %v", o.Available)
+	w.Receive(4, &narwhal.BatchAckMsg{Digest: d})
+	if s := w.Stats(); s.BatchesInFlight != 0 {
+		t.Fatalf("a quorum stored it: %d in flight, want 0", s.BatchesInFlight)
 	}
-	if len(o.Writes) != 1 || o.Writes[0].Key[0] != store.PrefixPending {
-		t.Fatal("the pending digest must be written with the acknowledgement")
+}
+
+// The same transactions sealed again while their first batch is in flight
+// (a client retried) are proposed again, without a second broadcast.
+func TestSealAgainWhileInFlight(t *testing.T) {
+	w := New(cfg, committee(4), 0, store.NewMemory())
+	w.Submit(1, []byte("a"))
+	first := w.Flush()
+	w.Submit(2, []byte("a"))
+	var again Output
+	for i := 0; i < cfg.MaxBatchDelay; i++ {
+		again = w.Tick()
+	}
+	if len(again.Available) != 1 || again.Available[0].Digest != first.Available[0].Digest || again.Available[0].Seq == first.Available[0].Seq {
+		t.Fatalf("sealed again: available %v; want the same digest with a new pending entry", again.Available)
+	}
+	if len(again.Messages) != 0 {
+		t.Fatalf("sealed again: %d broadcasts, want none (the first is in flight)", len(again.Messages))
 	}
 }
 
@@ -215,7 +232,8 @@ func TestFlushFollowsNaglesRule(t *testing.T) {
 		t.Fatal("a batch in flight: Flush must wait")
 	}
 	w.Receive(1, &narwhal.BatchAckMsg{Digest: d})
-	if out, _ := w.Receive(2, &narwhal.BatchAckMsg{Digest: d}); len(out.Available) != 1 {
+	w.Receive(2, &narwhal.BatchAckMsg{Digest: d})
+	if s := w.Stats(); s.BatchesInFlight != 0 {
 		t.Fatal("quorum not reached")
 	}
 	out = w.Flush()
