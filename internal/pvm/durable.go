@@ -287,6 +287,20 @@ func (d *Durable) Get(path string) ([]byte, bool) {
 	return n.value, true
 }
 
+// NodeHash returns the Merkle hash of the subtree at path (memoized: it
+// costs nothing until the subtree changes), and whether the path exists.
+func (d *Durable) NodeHash(path string) ([32]byte, bool) {
+	segs, code := splitPath(path)
+	if code != 0 {
+		return [32]byte{}, false
+	}
+	n := d.find(segs)
+	if n == nil {
+		return [32]byte{}, false
+	}
+	return n.hash(), true
+}
+
 // Set writes a whole value, bypassing the read-only rule (the PVM's own writes).
 func (d *Durable) Set(path string, v []byte) error {
 	segs, code := splitPath(path)

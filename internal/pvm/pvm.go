@@ -22,7 +22,6 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"golang.org/x/crypto/blake2b"
 )
 
 // Well-known durable paths.
@@ -181,9 +180,10 @@ func (p *PVM) kernelRun(ctx context.Context) error {
 		p.durable.Set(PathBoot, boot)
 		mod = fallback
 	} else {
-		boot, _ := p.durable.Get(PathBoot)
-		if old, ok := p.durable.Get(PathBootFallback); !ok || string(old) != string(boot) {
-			p.durable.Set(PathBootFallback, boot)
+		boot, _ := p.durable.NodeHash(PathBoot)
+		if old, ok := p.durable.NodeHash(PathBootFallback); !ok || old != boot {
+			wasm, _ := p.durable.Get(PathBoot)
+			p.durable.Set(PathBootFallback, wasm)
 		}
 	}
 	rctx := ctx
@@ -206,13 +206,15 @@ func (p *PVM) kernelRun(ctx context.Context) error {
 	return nil
 }
 
-// loadKernel validates and compiles the kernel at path, caching by hash.
+// loadKernel validates and compiles the kernel at path, caching by the
+// durable node's memoized hash: a kernel of megabytes is not hashed again
+// at every run.
 func (p *PVM) loadKernel(ctx context.Context, path string) (wazero.CompiledModule, error) {
 	wasm, ok := p.durable.Get(path)
 	if !ok {
 		return nil, errNoKernel
 	}
-	h := blake2b.Sum256(wasm)
+	h, _ := p.durable.NodeHash(path)
 	if m, ok := p.cache[h]; ok {
 		return m, nil
 	}
