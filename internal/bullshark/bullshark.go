@@ -55,6 +55,9 @@ type CommittedSubDAG struct {
 	Support []*narwhal.Certificate
 	// CommitTimestamp is max(previous, leader.CreatedAt): non-decreasing.
 	CommitTimestamp uint64
+
+	// digests of Certificates and Support, in order (Record).
+	digests, supportDigests []narwhal.Digest
 }
 
 // Bullshark is the commit rule's state. Not safe for concurrent use.
@@ -64,6 +67,10 @@ type Bullshark struct {
 
 	dag      map[uint64]map[narwhal.AuthorityID]*narwhal.Certificate // rounds > gcRound
 	byDigest map[narwhal.Digest]*narwhal.Certificate
+	// digests of the certificates held, computed once: a digest is a
+	// BLAKE2b over the header's encoding, and the commit rule asks for
+	// it many times (a certificate must not change once handed over).
+	digests map[*narwhal.Certificate]narwhal.Digest
 
 	lastCommitted  []uint64 // per authority: highest committed round
 	committedRound uint64   // round of the last committed leader
@@ -79,6 +86,7 @@ func New(committee *narwhal.Committee, gcDepth uint64) *Bullshark {
 		gcDepth:       gcDepth,
 		dag:           make(map[uint64]map[narwhal.AuthorityID]*narwhal.Certificate),
 		byDigest:      make(map[narwhal.Digest]*narwhal.Certificate),
+		digests:       make(map[*narwhal.Certificate]narwhal.Digest),
 		lastCommitted: make([]uint64, committee.Size()),
 	}
 }
@@ -104,10 +112,20 @@ func (b *Bullshark) LastCommitted(author narwhal.AuthorityID) uint64 {
 	return b.lastCommitted[author]
 }
 
-// check validates a certificate against the DAG without changing anything.
-// It reports whether the certificate is new (false for an exact duplicate
-// or one at or below the GC horizon).
-func (b *Bullshark) check(c *narwhal.Certificate) (bool, error) {
+// DigestOf returns c's digest: remembered if Bullshark holds c (every
+// certificate of a CommittedSubDAG it returned, while above the GC
+// horizon), computed otherwise.
+func (b *Bullshark) DigestOf(c *narwhal.Certificate) narwhal.Digest {
+	if d, ok := b.digests[c]; ok {
+		return d
+	}
+	return c.Digest()
+}
+
+// check validates a certificate of digest d against the DAG without
+// changing anything. It reports whether the certificate is new (false for
+// an exact duplicate or one at or below the GC horizon).
+func (b *Bullshark) check(c *narwhal.Certificate, d narwhal.Digest) (bool, error) {
 	if int(c.Author()) >= b.committee.Size() {
 		return false, fmt.Errorf("author %d: %w", c.Author(), ErrUnknownAuthor)
 	}
@@ -119,10 +137,9 @@ func (b *Bullshark) check(c *narwhal.Certificate) (bool, error) {
 	if r <= gc {
 		return false, nil
 	}
-	d := c.Digest()
 	if old := b.dag[r][c.Author()]; old != nil {
-		if old.Digest() != d {
-			return false, fmt.Errorf("author %d round %d: %s and %s: %w", c.Author(), r, old.Digest().Short(), d.Short(), ErrEquivocation)
+		if od := b.digests[old]; od != d {
+			return false, fmt.Errorf("author %d round %d: %s and %s: %w", c.Author(), r, od.Short(), d.Short(), ErrEquivocation)
 		}
 		return false, nil
 	}
@@ -137,24 +154,33 @@ func (b *Bullshark) check(c *narwhal.Certificate) (bool, error) {
 	return true, nil
 }
 
-func (b *Bullshark) insert(c *narwhal.Certificate) {
+func (b *Bullshark) insert(c *narwhal.Certificate, d narwhal.Digest) {
 	r := c.Round()
 	if b.dag[r] == nil {
 		b.dag[r] = make(map[narwhal.AuthorityID]*narwhal.Certificate)
 	}
 	b.dag[r][c.Author()] = c
-	b.byDigest[c.Digest()] = c
+	b.byDigest[d] = c
+	b.digests[c] = d
 }
 
 // Insert adds a certificate without trying to commit: recovery re-inserts
 // the stored certificates above the GC horizon in (round, author) order
 // after Restore.
 func (b *Bullshark) Insert(c *narwhal.Certificate) error {
-	fresh, err := b.check(c)
+	return b.InsertKnown(c, c.Digest())
+}
+
+// InsertKnown is Insert for a certificate whose digest d the caller
+// computed before it stored the certificate in its own storage (the
+// kernel's durable DAG): recovery then hashes nothing. d must be
+// c.Digest(); a certificate from anywhere else goes through Insert.
+func (b *Bullshark) InsertKnown(c *narwhal.Certificate, d narwhal.Digest) error {
+	fresh, err := b.check(c, d)
 	if err != nil || !fresh {
 		return err
 	}
-	b.insert(c)
+	b.insert(c, d)
 	return nil
 }
 
@@ -162,11 +188,12 @@ func (b *Bullshark) Insert(c *narwhal.Certificate) error {
 // processed before, unless the certificate is at most one round above the GC
 // horizon) and returns the sub-DAGs it commits, in order.
 func (b *Bullshark) ProcessCertificate(c *narwhal.Certificate) ([]*CommittedSubDAG, error) {
-	fresh, err := b.check(c)
+	d := c.Digest()
+	fresh, err := b.check(c, d)
 	if err != nil || !fresh {
 		return nil, err
 	}
-	b.insert(c)
+	b.insert(c, d)
 	if c.Round() <= b.lastCommitted[c.Author()] {
 		return nil, nil
 	}
@@ -187,7 +214,7 @@ func (b *Bullshark) commitLeader(r uint64) []*CommittedSubDAG {
 	if leader == nil {
 		return nil
 	}
-	ld := leader.Digest()
+	ld := b.digests[leader]
 	var support []*narwhal.Certificate
 	var stake uint64
 	for a := 0; a < b.committee.Size(); a++ {
@@ -217,9 +244,16 @@ func (b *Bullshark) commitLeader(r uint64) []*CommittedSubDAG {
 		if l.Header.CreatedAt > b.lastTimestamp {
 			b.lastTimestamp = l.Header.CreatedAt
 		}
-		s := &CommittedSubDAG{Index: b.lastIndex, Leader: l, Certificates: seq, CommitTimestamp: b.lastTimestamp}
+		s := &CommittedSubDAG{Index: b.lastIndex, Leader: l, Certificates: seq, CommitTimestamp: b.lastTimestamp,
+			digests: make([]narwhal.Digest, len(seq))}
+		for j, x := range seq {
+			s.digests[j] = b.digests[x]
+		}
 		if i == len(chain)-1 {
 			s.Support = support
+			for _, x := range support {
+				s.supportDigests = append(s.supportDigests, b.digests[x])
+			}
 		}
 		out = append(out, s)
 	}
@@ -249,7 +283,7 @@ func (b *Bullshark) orderLeaders(l *narwhal.Certificate) []*narwhal.Certificate 
 
 // linked reports whether there is a path of parent links from a down to b.
 func (b *Bullshark) linked(a, target *narwhal.Certificate) bool {
-	frontier := map[narwhal.Digest]bool{a.Digest(): true}
+	frontier := map[narwhal.Digest]bool{b.digests[a]: true}
 	for r := a.Round(); r > target.Round(); r-- {
 		next := map[narwhal.Digest]bool{}
 		for d := range frontier {
@@ -264,7 +298,7 @@ func (b *Bullshark) linked(a, target *narwhal.Certificate) bool {
 		}
 		frontier = next
 	}
-	return frontier[target.Digest()]
+	return frontier[b.digests[target]]
 }
 
 // orderDAG linearizes the sub-DAG of a leader: a depth-first walk from the
@@ -294,7 +328,7 @@ func (b *Bullshark) orderDAG(leader *narwhal.Certificate) []*narwhal.Certificate
 			if pc == nil {
 				// Causal completeness was checked on insert and GC keeps
 				// everything above gc: a missing parent is a bug.
-				panic(fmt.Sprintf("bullshark: parent %s of %s (round %d) missing in sub-DAG of leader round %d", p.Short(), x.Digest().Short(), x.Round(), leader.Round()))
+				panic(fmt.Sprintf("bullshark: parent %s of %s (round %d) missing in sub-DAG of leader round %d", p.Short(), b.digests[x].Short(), x.Round(), leader.Round()))
 			}
 			if pc.Round() <= b.lastCommitted[pc.Author()] {
 				continue
@@ -321,7 +355,8 @@ func (b *Bullshark) gc() {
 	for r, byAuthor := range b.dag {
 		if r <= gc {
 			for _, c := range byAuthor {
-				delete(b.byDigest, c.Digest())
+				delete(b.byDigest, b.digests[c])
+				delete(b.digests, c)
 			}
 			delete(b.dag, r)
 		}

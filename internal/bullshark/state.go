@@ -86,13 +86,28 @@ type Record struct {
 }
 
 // Record returns the persisted form.
+// The digests remembered at commit serve while the lists are the ones
+// Bullshark returned (same lengths); others are hashed.
 func (s *CommittedSubDAG) Record() Record {
-	r := Record{Index: s.Index, Leader: s.Leader.Digest(), CommitTimestamp: s.CommitTimestamp}
-	for _, c := range s.Certificates {
-		r.Certificates = append(r.Certificates, c.Digest())
+	r := Record{Index: s.Index, CommitTimestamp: s.CommitTimestamp}
+	if len(s.digests) == len(s.Certificates) && len(s.digests) > 0 && s.Certificates[len(s.Certificates)-1] == s.Leader {
+		r.Certificates = append(r.Certificates, s.digests...)
+	} else {
+		for _, c := range s.Certificates {
+			r.Certificates = append(r.Certificates, c.Digest())
+		}
 	}
-	for _, c := range s.Support {
-		r.Support = append(r.Support, c.Digest())
+	if n := len(r.Certificates); n > 0 && s.Certificates[n-1] == s.Leader {
+		r.Leader = r.Certificates[n-1]
+	} else {
+		r.Leader = s.Leader.Digest()
+	}
+	if len(s.supportDigests) == len(s.Support) {
+		r.Support = append(r.Support, s.supportDigests...)
+	} else {
+		for _, c := range s.Support {
+			r.Support = append(r.Support, c.Digest())
+		}
 	}
 	return r
 }

@@ -60,10 +60,10 @@ type Output struct {
 }
 
 type inflight struct {
-	msg     *narwhal.BatchMsg
-	acked   []bool
-	stake   uint64
-	since   int
+	msg   *narwhal.BatchMsg
+	acked []bool
+	stake uint64
+	since int
 }
 
 // fetch is a batch this worker asks peers for. A fetch for a header that

@@ -20,7 +20,7 @@
 //	committee      canonical narwhal.Committee (origination setup; never from the inbox)
 //	gc_depth       u64, big-endian (setup)
 //	bullshark      Bullshark state (watermarks, last index)
-//	dag/<round>    the certificates of a round above the GC horizon: (u32 length ‖ canonical certificate)…
+//	dag/<round>    the certificates of a round above the GC horizon: (digest ‖ u32 length ‖ canonical certificate)…
 //	dag_min, dag_max   u64: rounds stored
 //	batch/<certificate digest>/<i>   the i-th batch of a certificate whose block is not written yet
 //	pending/<n>, need/<digest>   committed sub-DAGs waiting for withheld batches, and the certificates they need
@@ -169,37 +169,42 @@ func Load(st Store, rollup [20]byte, app Application, debug func(string)) (*Mach
 		}
 	}
 	for r := max(u64(st, "dag_min"), m.b.GCRound()+1); r <= u64(st, "dag_max"); r++ {
-		certs, err := m.round(r)
+		certs, digests, err := m.round(r)
 		if err != nil {
 			return nil, err
 		}
-		for _, c := range certs {
-			if err := m.b.Insert(c); err != nil {
-				return nil, fmt.Errorf("%w: re-insert %s: %w", ErrCorrupt, c.Digest().Short(), err)
+		for i, c := range certs {
+			// The digest was stored with the certificate by store: Load,
+			// which runs every level, hashes nothing.
+			if err := m.b.InsertKnown(c, digests[i]); err != nil {
+				return nil, fmt.Errorf("%w: re-insert %s: %w", ErrCorrupt, digests[i].Short(), err)
 			}
-			m.held[c.Digest()] = true
+			m.held[digests[i]] = true
 		}
 	}
 	return m, nil
 }
 
-// round returns the stored certificates of round r.
-func (m *Machine) round(r uint64) ([]*narwhal.Certificate, error) {
+// round returns the stored certificates of round r and their digests.
+func (m *Machine) round(r uint64) ([]*narwhal.Certificate, []narwhal.Digest, error) {
 	raw, _ := m.st.Get("dag/" + strconv.FormatUint(r, 10))
 	var out []*narwhal.Certificate
+	var digests []narwhal.Digest
 	for len(raw) > 0 {
-		if len(raw) < 4 || uint64(binary.BigEndian.Uint32(raw)) > uint64(len(raw)-4) {
-			return nil, fmt.Errorf("%w: dag round %d", ErrCorrupt, r)
+		const head = len(narwhal.Digest{}) + 4
+		if len(raw) < head || uint64(binary.BigEndian.Uint32(raw[head-4:])) > uint64(len(raw)-head) {
+			return nil, nil, fmt.Errorf("%w: dag round %d", ErrCorrupt, r)
 		}
-		n := binary.BigEndian.Uint32(raw)
-		c, err := narwhal.DecodeCertificate(raw[4 : 4+n])
+		n := binary.BigEndian.Uint32(raw[head-4:])
+		c, err := narwhal.DecodeCertificate(raw[head : head+int(n)])
 		if err != nil {
-			return nil, fmt.Errorf("%w: dag round %d: %w", ErrCorrupt, r, err)
+			return nil, nil, fmt.Errorf("%w: dag round %d: %w", ErrCorrupt, r, err)
 		}
 		out = append(out, c)
-		raw = raw[4+n:]
+		digests = append(digests, narwhal.Digest(raw[:32]))
+		raw = raw[head+int(n):]
 	}
-	return out, nil
+	return out, digests, nil
 }
 
 // Head returns the last block's index.
@@ -280,6 +285,7 @@ func (m *Machine) Submit(entries []Entry) error {
 	var fresh, fills []Entry
 	var known []*narwhal.Certificate
 	seen := map[narwhal.Digest]int{} // index in fresh, -1: held already
+	digests := map[*narwhal.Certificate]narwhal.Digest{}
 	for i, e := range entries {
 		c := e.Certificate
 		// A certificate without signers is "stripped": a poster may drop
@@ -310,6 +316,7 @@ func (m *Machine) Submit(entries []Entry) error {
 			}
 		}
 		d := c.Digest()
+		digests[c] = d
 		if !e.Withheld {
 			fills = append(fills, e)
 		}
@@ -325,7 +332,7 @@ func (m *Machine) Submit(entries []Entry) error {
 			continue
 		}
 		seen[d] = -1
-		if m.known(c) {
+		if m.held[d] {
 			// Authenticated before: it still vouches for its parents.
 			known = append(known, c)
 			continue
@@ -349,7 +356,7 @@ func (m *Machine) Submit(entries []Entry) error {
 	}
 	var tips []*narwhal.Certificate
 	for _, e := range fresh {
-		if !referenced[e.Certificate.Digest()] {
+		if !referenced[digests[e.Certificate]] {
 			tips = append(tips, e.Certificate)
 		}
 	}
@@ -511,7 +518,7 @@ func batchKey(cert narwhal.Digest, i int) string {
 // store keeps an accepted certificate and its batches.
 func (m *Machine) store(e Entry) {
 	c := e.Certificate
-	d := c.Digest()
+	d := m.b.DigestOf(c)
 	m.held[d] = true
 	for i, b := range e.Batches { // none if withheld
 		m.st.Put(batchKey(d, i), b.Encode())
@@ -519,7 +526,7 @@ func (m *Machine) store(e Entry) {
 	k := "dag/" + strconv.FormatUint(c.Round(), 10)
 	raw, _ := m.st.Get(k)
 	enc := c.Encode()
-	raw = binary.BigEndian.AppendUint32(append([]byte(nil), raw...), uint32(len(enc)))
+	raw = binary.BigEndian.AppendUint32(append(append([]byte(nil), raw...), d[:]...), uint32(len(enc)))
 	m.st.Put(k, append(raw, enc...))
 	if c.Round() > u64(m.st, "dag_max") {
 		putU64(m.st, "dag_max", c.Round())
@@ -538,12 +545,12 @@ func (m *Machine) store(e Entry) {
 // the rollup, never change it).
 func (m *Machine) commit(s *bullshark.CommittedSubDAG) {
 	rec := binary.BigEndian.AppendUint64(nil, s.Index)
-	leader := s.Leader.Digest()
+	leader := m.b.DigestOf(s.Leader)
 	rec = append(rec, leader[:]...)
 	rec = binary.BigEndian.AppendUint64(rec, s.CommitTimestamp)
 	rec = binary.BigEndian.AppendUint32(rec, uint32(len(s.Certificates)))
 	for _, c := range s.Certificates {
-		d := c.Digest()
+		d := m.b.DigestOf(c)
 		rec = append(rec, d[:]...)
 		rec = binary.BigEndian.AppendUint32(rec, uint32(len(c.Header.Payload)))
 		m.st.Put(needKey(d), nil)
@@ -631,16 +638,16 @@ func (m *Machine) gc() {
 	}
 	r := binary.BigEndian.Uint64(lo)
 	for ; r <= gc; r++ {
-		certs, err := m.round(r)
+		certs, digests, err := m.round(r)
 		if err != nil {
 			panic(err.Error()) // written by store: a bug
 		}
-		for _, c := range certs {
-			if _, needed := m.st.Get(needKey(c.Digest())); needed {
+		for i, c := range certs {
+			if _, needed := m.st.Get(needKey(digests[i])); needed {
 				continue // committed: its block is written once its batches come
 			}
-			for i := range c.Header.Payload {
-				m.st.Delete(batchKey(c.Digest(), i))
+			for j := range c.Header.Payload {
+				m.st.Delete(batchKey(digests[i], j))
 			}
 		}
 		m.st.Delete("dag/" + strconv.FormatUint(r, 10))
