@@ -3,6 +3,7 @@ package crypto
 import (
 	"crypto/rand"
 	"crypto/sha512"
+	"encoding/binary"
 
 	"filippo.io/edwards25519"
 )
@@ -14,13 +15,14 @@ import (
 //
 //	[8]( [−Σ zᵢsᵢ]B + Σ [zᵢ]Rᵢ + Σⱼ [Σ_{i signed by j} zᵢkᵢ]Aⱼ ) = 0
 //
-// where kᵢ = SHA-512(Rᵢ ‖ Aⱼ ‖ mᵢ) and the zᵢ are 128-bit random scalars.
+// where kᵢ = SHA-512(Rᵢ ‖ Aⱼ ‖ mᵢ) and the zᵢ are 128-bit scalars nobody
+// who chose the signatures can predict (batchCoefficients).
 // Two things make it cheaper than a generic batch verifier: the committee's
 // keys are decompressed once (KeySet.points), and the key terms are summed
 // per signer, so a batch of a round's certificates (about 30 signatures by
 // 7 signers) multiplies 38 points instead of 61. Valid signatures always
-// pass; a batch with an invalid one fails except with probability 2⁻¹²⁸.
-// It needs secret randomness, so the kernel (wasip1) never calls it.
+// pass; a batch with an invalid one fails except with probability 2⁻¹²⁸
+// per try.
 func (ks *KeySet) batchVerify(items []SignedItem) bool {
 	n := len(items)
 	signerCoeff := make(map[int]*edwards25519.Scalar, len(ks.keys))
@@ -32,7 +34,8 @@ func (ks *KeySet) batchVerify(items []SignedItem) bool {
 	points = append(points, edwards25519.NewGeneratorPoint())
 	var zbuf [32]byte
 	var digest [64]byte
-	for _, it := range items {
+	coeff := batchCoefficients(ks, items)
+	for i, it := range items {
 		r, err := new(edwards25519.Point).SetBytes(it.Signature[:32])
 		if err != nil {
 			return false
@@ -50,7 +53,7 @@ func (ks *KeySet) batchVerify(items []SignedItem) bool {
 		if err != nil {
 			return false
 		}
-		if _, err := rand.Read(zbuf[:16]); err != nil {
+		if !coeff(i, zbuf[:16]) {
 			return false
 		}
 		z, err := edwards25519.NewScalar().SetCanonicalBytes(zbuf[:])
@@ -75,4 +78,45 @@ func (ks *KeySet) batchVerify(items []SignedItem) bool {
 	}
 	check := new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points)
 	return check.MultByCofactor(check).Equal(edwards25519.NewIdentityPoint()) == 1
+}
+
+// randomCoefficients draws each zᵢ from crypto/rand: the node's choice,
+// unpredictable even to someone who can try many batches.
+func randomCoefficients(*KeySet, []SignedItem) func(int, []byte) bool {
+	return func(_ int, z []byte) bool {
+		_, err := rand.Read(z)
+		return err == nil
+	}
+}
+
+// transcriptCoefficients derives each zᵢ from a SHA-512 transcript of the
+// whole batch (every signer's key, message and signature): zᵢ =
+// SHA-512("dsn/batch-verify" ‖ transcript digest ‖ i)[:16]. The kernel
+// needs this: randomness in the PVM is deterministic. Whoever forges a
+// signature fixes the batch before its coefficients exist, so passing
+// the check with an invalid signature is a 2⁻¹²⁸ guess per batch tried
+// (the Fiat–Shamir argument; ed25519-dalek's batch_deterministic does the
+// same).
+func transcriptCoefficients(ks *KeySet, items []SignedItem) func(int, []byte) bool {
+	t := sha512.New()
+	var n [8]byte
+	for _, it := range items {
+		t.Write(ks.keys[it.Signer][:])
+		t.Write(it.Signature[:])
+		binary.BigEndian.PutUint64(n[:], uint64(len(it.Message)))
+		t.Write(n[:])
+		t.Write(it.Message)
+	}
+	var seed [64]byte
+	t.Sum(seed[:0])
+	return func(i int, z []byte) bool {
+		h := sha512.New()
+		h.Write([]byte("dsn/batch-verify"))
+		h.Write(seed[:])
+		binary.BigEndian.PutUint64(n[:], uint64(i))
+		h.Write(n[:])
+		var out [64]byte
+		copy(z, h.Sum(out[:0]))
+		return true
+	}
 }

@@ -2,5 +2,5 @@
 
 package crypto
 
-// batchVerification: the node draws batch coefficients from crypto/rand.
-const batchVerification = true
+// batchCoefficients: the node draws a batch's coefficients from crypto/rand.
+var batchCoefficients = randomCoefficients

@@ -2,6 +2,6 @@
 
 package crypto
 
-// batchVerification is off in the kernel: a batch's random coefficients
-// must be unpredictable, and randomness in the PVM is deterministic.
-const batchVerification = false
+// batchCoefficients: randomness in the PVM is deterministic, so the kernel
+// derives a batch's coefficients from its transcript.
+var batchCoefficients = transcriptCoefficients

@@ -7,8 +7,9 @@
 // and not BLS aggregates).
 //
 // It is deterministic and compiles for GOOS=wasip1: the kernel verifies
-// certificates with this very code. On wasip1, where randomness is not
-// secret, many signatures are verified one by one instead of in a batch.
+// certificates with this very code. A batch's coefficients come from
+// crypto/rand in the node and from the batch's transcript on wasip1, where
+// randomness is not secret (batch.go).
 // Network identities (mutual TLS) live in the subpackage mtls; BLS12-381 in
 // the subpackage bls.
 package crypto
@@ -148,17 +149,17 @@ type SignedItem struct {
 	Signature Signature
 }
 
-// VerifyMany checks every item: one batch verification (a random linear
-// combination, about half the cost per signature at 30) where randomness
-// is secret, one by one on wasip1. An error means at least one is invalid;
-// FindInvalid says which.
+// VerifyMany checks every item with one batch verification (a linear
+// combination with unpredictable coefficients, about half the cost per
+// signature at 30). An error means at least one is invalid; FindInvalid
+// says which.
 func (ks *KeySet) VerifyMany(items []SignedItem) error {
 	for _, it := range items {
 		if it.Signer < 0 || it.Signer >= len(ks.keys) {
 			return fmt.Errorf("%w: %d", ErrUnknownSigner, it.Signer)
 		}
 	}
-	if len(items) == 1 || !batchVerification {
+	if len(items) == 1 {
 		for _, it := range items {
 			if err := Verify(ks.keys[it.Signer], it.Message, it.Signature); err != nil {
 				return err

@@ -153,8 +153,19 @@ func BenchmarkVerifyCertificate(b *testing.B) {
 // The batch verifier agrees with ed25519consensus one by one: batches of
 // valid signatures (signers repeated) pass, and any single corruption — of
 // R, of s (including a non-canonical s), of the message or of the signer —
-// fails, while the one-by-one check names exactly that item.
+// fails, while the one-by-one check names exactly that item. Both sources
+// of coefficients: the node's (crypto/rand) and the kernel's (the batch's
+// transcript).
 func TestBatchAgreesWithSingleVerification(t *testing.T) {
+	defer func(c func(*KeySet, []SignedItem) func(int, []byte) bool) { batchCoefficients = c }(batchCoefficients)
+	for name, c := range map[string]func(*KeySet, []SignedItem) func(int, []byte) bool{
+		"random": randomCoefficients, "transcript": transcriptCoefficients} {
+		batchCoefficients = c
+		t.Run(name, batchAgreesWithSingleVerification)
+	}
+}
+
+func batchAgreesWithSingleVerification(t *testing.T) {
 	sks, pks := keys(t, 7)
 	ks, err := NewKeySet(pks)
 	if err != nil {
