@@ -29,6 +29,7 @@ func runSequencer(ctx context.Context, args []string) error {
 	rateLimit := fs.Float64("rate-limit", 200, "API requests a second per client address (0: no limit)")
 	rateBurst := fs.Int("rate-burst", 400, "bursts of that many requests per client address")
 	maxTx := fs.Int("max-transaction-size", 256<<10, "largest transaction in bytes (the nodes' max_transaction_size)")
+	postInterval := fs.Duration("post-interval", 0, "how often the DAG read so far is posted as one submission (0: the default, 100ms)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,6 +43,12 @@ func runSequencer(ctx context.Context, args []string) error {
 	}
 	cfg := sequencer.DefaultConfig(eps)
 	cfg.MaxTransactionSize = *maxTx
+	if *postInterval < 0 {
+		return fmt.Errorf("--post-interval: %s is negative", *postInterval)
+	}
+	if *postInterval > 0 {
+		cfg.PostInterval = *postInterval
+	}
 	cfg.Rollup = *rollup
 	if *mockRollup != "" {
 		if *rollup != "" {

@@ -61,6 +61,8 @@ type Config struct {
 	MockRollup *narwhal.Committee
 	// PostInterval is how often the DAG read so far is posted as one
 	// submission (and MaxSubmissionBytes the size that posts at once).
+	// Shorter gets data into the next L1 block more often, at about one
+	// partly filled DA chunk and a few signed tips more per post.
 	PostInterval       time.Duration
 	MaxSubmissionBytes int
 	// VerifyInterval is how often the rollup's head is read to mark
@@ -88,7 +90,7 @@ type Config struct {
 func DefaultConfig(nodes []Endpoint) Config {
 	return Config{Nodes: nodes, MaxTransactionSize: 256 << 10, SubmitTimeout: 5 * time.Second, Tracked: 1_000_000,
 		RateLimit: 200, RateBurst: 400, Receipts: 100_000, ReceiptBytes: 256 << 20,
-		PostInterval: 250 * time.Millisecond, MaxSubmissionBytes: 1 << 20, VerifyInterval: time.Second, RepostAfter: 15 * time.Second}
+		PostInterval: 100 * time.Millisecond, MaxSubmissionBytes: 1 << 20, VerifyInterval: time.Second, RepostAfter: 15 * time.Second}
 }
 
 // Status is what the API says about a transaction.
