@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/services/node/localnet"
 	"github.com/tezos-dsn/dsn/services/sequencer"
 )
 
@@ -25,7 +29,9 @@ func runSequencer(ctx context.Context, args []string) error {
 	listen := fs.String("listen", ":8080", "HTTP API address")
 	nodes := fs.String("nodes", "127.0.0.1:64012/127.0.0.1:64011", "consensus nodes: TRANSACTIONS/EXPORT address pairs, comma-separated")
 	rollup := fs.String("rollup", "", "rollup node RPC URL (octez-smart-rollup-node API) to post to; empty: no posting")
-	mockRollup := fs.String("mock-rollup", "", "for development without a rollup node: run the kernel's state machine in the sequencer, set up with this committee file")
+	mockRollup := fs.String("mock-rollup", "", "for development without a rollup node: run the kernel's state machine in the sequencer, set up with this committee file (with --mock-consensus: the word consensus, for its committee)")
+	mockConsensus := fs.Int("mock-consensus", 0, "for development without consensus nodes: run a committee of this many nodes (1-9) in the sequencer's process, on loopback, and use it instead of --nodes")
+	mockDir := fs.String("mock-consensus-dir", "", "where --mock-consensus keeps the committee's keys, configs and stores (empty: a new temporary directory)")
 	rateLimit := fs.Float64("rate-limit", 200, "API requests a second per client address (0: no limit)")
 	rateBurst := fs.Int("rate-burst", 400, "bursts of that many requests per client address")
 	maxTx := fs.Int("max-transaction-size", 256<<10, "largest transaction in bytes (the nodes' max_transaction_size)")
@@ -33,13 +39,27 @@ func runSequencer(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "sequencer")
 	var eps []sequencer.Endpoint
-	for _, pair := range strings.Split(*nodes, ",") {
-		tx, ex, ok := strings.Cut(strings.TrimSpace(pair), "/")
-		if !ok || tx == "" || ex == "" {
-			return fmt.Errorf("--nodes: %q is not TRANSACTIONS/EXPORT", pair)
+	var mockCommittee *narwhal.Committee
+	if *mockConsensus != 0 {
+		nw, err := startMockConsensus(*mockConsensus, *mockDir, log)
+		if err != nil {
+			return err
 		}
-		eps = append(eps, sequencer.Endpoint{Transactions: tx, Export: ex})
+		defer nw.Close()
+		for _, e := range nw.Endpoints() {
+			eps = append(eps, sequencer.Endpoint{Transactions: e.Transactions, Export: e.Export})
+		}
+		mockCommittee = nw.Committee
+	} else {
+		for _, pair := range strings.Split(*nodes, ",") {
+			tx, ex, ok := strings.Cut(strings.TrimSpace(pair), "/")
+			if !ok || tx == "" || ex == "" {
+				return fmt.Errorf("--nodes: %q is not TRANSACTIONS/EXPORT", pair)
+			}
+			eps = append(eps, sequencer.Endpoint{Transactions: tx, Export: ex})
+		}
 	}
 	cfg := sequencer.DefaultConfig(eps)
 	cfg.MaxTransactionSize = *maxTx
@@ -54,14 +74,20 @@ func runSequencer(ctx context.Context, args []string) error {
 		if *rollup != "" {
 			return fmt.Errorf("--rollup and --mock-rollup: choose one")
 		}
-		c, err := config.LoadCommittee(*mockRollup)
-		if err != nil {
-			return fmt.Errorf("--mock-rollup: %w", err)
+		if *mockRollup == "consensus" {
+			if mockCommittee == nil {
+				return fmt.Errorf("--mock-rollup consensus: needs --mock-consensus")
+			}
+			cfg.MockRollup = mockCommittee
+		} else {
+			c, err := config.LoadCommittee(*mockRollup)
+			if err != nil {
+				return fmt.Errorf("--mock-rollup: %w", err)
+			}
+			cfg.MockRollup = c
 		}
-		cfg.MockRollup = c
 	}
 	cfg.RateLimit, cfg.RateBurst = *rateLimit, *rateBurst
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "sequencer")
 	s, err := sequencer.New(cfg, log)
 	if err != nil {
 		return err
@@ -87,4 +113,26 @@ func runSequencer(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// startMockConsensus runs a committee of n nodes in this process
+// (services/node/localnet): real consensus, certificates and Export on
+// loopback ports, for development without a lab.
+func startMockConsensus(n int, dir string, log *slog.Logger) (*localnet.Net, error) {
+	if n < 1 || n > 9 {
+		return nil, fmt.Errorf("--mock-consensus: %d nodes, want 1 to 9", n)
+	}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "dsn-mock-consensus-")
+		if err != nil {
+			return nil, fmt.Errorf("--mock-consensus: %w", err)
+		}
+		dir = d
+	}
+	nw, err := localnet.Up(dir, n, crand.Reader, log.With("service", "mock-consensus"))
+	if err != nil {
+		return nil, fmt.Errorf("--mock-consensus: %w", err)
+	}
+	log.Info("mock consensus started", "nodes", n, "dir", nw.Dir, "committee", filepath.Join(nw.Dir, "committee.toml"))
+	return nw, nil
 }

@@ -80,11 +80,15 @@ type options struct {
 	fs           vfs.FS
 	freeBytes    func(dir string) (uint64, error)
 	minFreeBytes uint64
+	tracer       Tracer
 }
 
 // WithFS makes the store work through fs instead of the OS's filesystem
 // (tests inject faults with pebble's vfs/errorfs).
 func WithFS(fs vfs.FS) Option { return func(o *options) { o.fs = fs } }
+
+// WithTracer installs a tracer (latency anatomy, for benchmarks).
+func WithTracer(t Tracer) Option { return func(o *options) { o.tracer = t } }
 
 // WithMinFreeBytes sets the free-space watermark (bytes; 0 disables it).
 func WithMinFreeBytes(n uint64) Option { return func(o *options) { o.minFreeBytes = n } }
@@ -115,9 +119,6 @@ type Tracer interface {
 	// out (after the synced write, with the messages sent).
 	Stage(stage replica.Stage, batches []narwhal.Digest, at time.Time)
 }
-
-// SetTracer installs a tracer; call it before Run.
-func (n *Node) SetTracer(t Tracer) { n.tracer = t }
 
 type submission struct {
 	tx   []byte
@@ -206,7 +207,7 @@ func New(cfg *config.Node, log *slog.Logger, opts ...Option) (*Node, error) {
 		store: st, signed: signed, replica: rep, transport: tr, metrics: m,
 		submits: make(chan submission, 4096),
 		headCh:  make(chan struct{}), stopped: make(chan struct{}),
-		head: rep.Status().Committed, addrs: map[string]string{}, opts: o,
+		head: rep.Status().Committed, addrs: map[string]string{}, opts: o, tracer: o.tracer,
 	}
 	n.sampleFreeSpace()
 	return n, nil

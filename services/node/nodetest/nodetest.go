@@ -5,12 +5,9 @@ package nodetest
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math/rand"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +21,7 @@ import (
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/kernel/state"
 	"github.com/tezos-dsn/dsn/services/node"
+	"github.com/tezos-dsn/dsn/services/node/localnet"
 )
 
 // Cluster is a running in-process committee.
@@ -32,28 +30,12 @@ type Cluster struct {
 	Dir       string
 	Committee *narwhal.Committee
 	cfgs      []*config.Node
-	nodes     []*running
+	nodes     []*localnet.Running
 	tracer    node.Tracer
-}
-
-type running struct {
-	n      *node.Node
-	cancel context.CancelFunc
-	done   chan error
 }
 
 // Option adjusts every node's config before start.
 type Option func(*config.Node)
-
-// freePort asks the kernel for a free loopback port.
-func freePort(tb testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // Start generates a committee of n nodes with fast test parameters, starts
 // them all, and registers their shutdown with tb.Cleanup.
@@ -88,36 +70,17 @@ func StartTraced(tb testing.TB, n int, tr node.Tracer, opts ...Option) *Cluster 
 
 func tryStart(tb testing.TB, n int, tr node.Tracer, opts ...Option) (*Cluster, error) {
 	dir := tb.TempDir()
-	c, gens, err := config.GenerateCommittee(rand.New(rand.NewSource(int64(n))), n, "127.0.0.1", config.DefaultBasePort)
+	base := config.TestNode()
+	base.LogLevel = "warn"
+	c, cfgs, err := localnet.Write(dir, n, rand.New(rand.NewSource(int64(n))), base, func(nc *config.Node) {
+		for _, o := range opts {
+			o(nc)
+		}
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for i := range gens {
-		p2p := freePort(tb)
-		c.Authorities[i].Address = fmt.Sprintf("127.0.0.1:%d", p2p)
-		nc := config.TestNode()
-		g := gens[i].Node
-		nc.Name, nc.Committee, nc.ConsensusKeyFile, nc.NetworkKeyFile, nc.DataDir = g.Name, g.Committee, g.ConsensusKeyFile, g.NetworkKeyFile, g.DataDir
-		nc.P2PAddress = c.Authorities[i].Address
-		nc.TransactionsAddress = "127.0.0.1:0"
-		nc.ExportAddress = "127.0.0.1:0"
-		nc.LogLevel = "warn"
-		for _, o := range opts {
-			o(&nc)
-		}
-		gens[i].Node = nc
-	}
-	if err := config.WriteCommittee(dir, c, gens); err != nil {
-		tb.Fatal(err)
-	}
-	cl := &Cluster{tb: tb, Dir: dir, Committee: c, nodes: make([]*running, n), tracer: tr}
-	for i := range gens {
-		cfg, err := config.LoadNode(filepath.Join(dir, gens[i].Node.Name+".toml"))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cl.cfgs = append(cl.cfgs, cfg)
-	}
+	cl := &Cluster{tb: tb, Dir: dir, Committee: c, cfgs: cfgs, nodes: make([]*localnet.Running, n), tracer: tr}
 	for i := range cl.nodes {
 		if err := cl.startNode(i); err != nil {
 			for j := range cl.nodes {
@@ -159,8 +122,8 @@ func (cl *Cluster) WaitStopped(i int, timeout time.Duration) error {
 		cl.tb.Fatalf("%s is not running", cl.cfgs[i].Name)
 	}
 	select {
-	case err := <-r.done:
-		r.cancel()
+	case err := <-r.Done():
+		r.Cancel()
 		cl.nodes[i] = nil
 		return err
 	case <-time.After(timeout):
@@ -178,29 +141,12 @@ func (cl *Cluster) startNode(i int, opts ...node.Option) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	n, err := node.New(cl.cfgs[i], log, opts...)
-	if err != nil {
-		return fmt.Errorf("start %s: %w", cl.cfgs[i].Name, err)
-	}
 	if cl.tracer != nil {
-		n.SetTracer(cl.tracer)
+		opts = append(opts, node.WithTracer(cl.tracer))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{n: n, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- n.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for n.Addr("export") == "" || n.Addr("transactions") == "" {
-		if time.Now().After(deadline) {
-			cancel()
-			<-r.done
-			return fmt.Errorf("%s did not start listening", cl.cfgs[i].Name)
-		}
-		select {
-		case err := <-r.done:
-			cancel()
-			return fmt.Errorf("%s stopped at start: %w", cl.cfgs[i].Name, err)
-		case <-time.After(5 * time.Millisecond):
-		}
+	r, err := localnet.Start(cl.cfgs[i], log, opts...)
+	if err != nil {
+		return err
 	}
 	cl.nodes[i] = r
 	return nil
@@ -212,8 +158,7 @@ func (cl *Cluster) StopNode(i int) {
 	if r == nil {
 		return
 	}
-	r.cancel()
-	if err := <-r.done; err != nil {
+	if err := r.Stop(); err != nil {
 		cl.tb.Errorf("%s: %v", cl.cfgs[i].Name, err)
 	}
 	cl.nodes[i] = nil
@@ -224,7 +169,7 @@ func (cl *Cluster) Node(i int) *node.Node {
 	if cl.nodes[i] == nil {
 		return nil
 	}
-	return cl.nodes[i].n
+	return cl.nodes[i].Node
 }
 
 func (cl *Cluster) dial(addr string) *grpc.ClientConn {
