@@ -56,6 +56,7 @@ func (s *exportServer) Export(req *dsnv1.ExportRequest, st dsnv1.Export_ExportSe
 	hb := time.NewTicker(n.cfg.HeartbeatInterval.Duration)
 	defer hb.Stop()
 	var stalledSince, lastLog time.Time
+	poll := minExportPoll
 	for {
 		head, changed := n.Head()
 		beat := &dsnv1.Heartbeat{Head: head}
@@ -75,6 +76,7 @@ func (s *exportServer) Export(req *dsnv1.ExportRequest, st dsnv1.Export_ExportSe
 				}
 				n.metrics.exported.Inc()
 				next++
+				poll = minExportPoll
 				continue
 			}
 			beat.WaitingFor, beat.MissingBatches = next, uint32(len(pb.missing))
@@ -91,7 +93,8 @@ func (s *exportServer) Export(req *dsnv1.ExportRequest, st dsnv1.Export_ExportSe
 				return ctx.Err()
 			case <-n.stopped:
 				return status.Error(codes.Unavailable, "node stopping")
-			case <-time.After(20 * time.Millisecond):
+			case <-time.After(poll):
+				poll = min(2*poll, maxExportPoll)
 				continue
 			case <-hb.C:
 			}
@@ -112,6 +115,14 @@ func (s *exportServer) Export(req *dsnv1.ExportRequest, st dsnv1.Export_ExportSe
 		}
 	}
 }
+
+// A pre-block whose batches are still on their way is polled for, first
+// every millisecond (a batch broadcast is usually a round trip behind its
+// commit), then backing off to every 20 ms (a node catching up).
+const (
+	minExportPoll = time.Millisecond
+	maxExportPoll = 20 * time.Millisecond
+)
 
 // storedPreBlock is a committed sub-DAG as stored: its certificates
 // decoded, its batches still on disk.
