@@ -36,6 +36,9 @@ func runSequencer(ctx context.Context, args []string) error {
 	rateBurst := fs.Int("rate-burst", 400, "bursts of that many requests per client address")
 	maxTx := fs.Int("max-transaction-size", 256<<10, "largest transaction in bytes (the nodes' max_transaction_size)")
 	postInterval := fs.Duration("post-interval", 0, "how often the DAG read so far is posted as one submission (0: the default, 100ms)")
+	postTurn := fs.String("post-turn", "", "I/K: with K sequencers posting one DSN, post only the rounds of turn I (0..K-1), windows of --post-window rounds, and another's only when it is --post-failover late; empty: post everything")
+	postWindow := fs.Uint64("post-window", 20, "rounds in one posting turn (with --post-turn)")
+	postFailover := fs.Duration("post-failover", 5*time.Second, "how long another sequencer's turn may lag before this one posts it (with --post-turn)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +72,15 @@ func runSequencer(ctx context.Context, args []string) error {
 	if *postInterval > 0 {
 		cfg.PostInterval = *postInterval
 	}
+	if *postTurn != "" {
+		if _, err := fmt.Sscanf(*postTurn, "%d/%d", &cfg.PostTurn, &cfg.PostTurns); err != nil || cfg.PostTurns < 1 || cfg.PostTurn < 0 || cfg.PostTurn >= cfg.PostTurns {
+			return fmt.Errorf("--post-turn: %q is not I/K with 0 <= I < K", *postTurn)
+		}
+	}
+	if *postWindow == 0 || *postFailover <= 0 {
+		return fmt.Errorf("--post-window and --post-failover must be positive")
+	}
+	cfg.PostWindow, cfg.PostFailover = *postWindow, *postFailover
 	cfg.Rollup = *rollup
 	if *mockRollup != "" {
 		if *rollup != "" {

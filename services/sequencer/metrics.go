@@ -12,6 +12,7 @@ type metrics struct {
 	accepted, ordered, unavailable  prometheus.Counter
 	verified, mismatches            prometheus.Counter
 	posted, postedMsgs, postedBytes prometheus.Counter
+	turnsTaken                      prometheus.Counter
 	postErrors, reposts             prometheus.Counter
 	rejected                        *prometheus.CounterVec
 }
@@ -31,6 +32,7 @@ func newMetrics(s *Sequencer) *metrics {
 		postedBytes: c("posted_bytes_total", "Bytes of the inbox messages posted to the rollup node."),
 		postErrors:  c("post_errors_total", "Posts the rollup node refused or that failed (retried)."),
 		reposts:     c("reposts_total", "Times posting restarted from the rollup's DAG because it stalled."),
+		turnsTaken:  c("turn_certificates_taken_total", "Certificates of another sequencer's turn posted because it was late."),
 		rejected:    reg.CounterVec("requests_rejected_total", "API requests answered with an error, by HTTP status.", "code"),
 	}
 	gauge := reg.GaugeFunc

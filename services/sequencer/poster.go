@@ -25,7 +25,9 @@ import (
 // everything; when the rollup's DAG does not advance for RepostAfter while
 // more was posted (a batcher that lost its queue, a dropped operation),
 // it posts again from the rollup's DAG. Several sequencers may post the
-// same data: the kernel ignores what it already has.
+// same data: the kernel ignores what it already has. Or they take turns
+// (Config.PostTurns): each posts its windows of rounds, and another's only
+// once that one is late by PostFailover.
 
 // postRounds: how far below the rollup's dag_max a (re)start begins, so
 // that a round the rollup holds only in part is completed.
@@ -46,6 +48,26 @@ type poster struct {
 	restart  chan struct{}
 	progress time.Time // when the rollup's dag_max last advanced
 	dagMax   uint64
+	// others holds, with turns, the certificates of the other sequencers'
+	// turns, until the rollup's DAG passes them or their poster is late.
+	others []heldEntry
+}
+
+// heldEntry is a certificate of another sequencer's turn.
+type heldEntry struct {
+	entry state.Entry
+	size  int
+	read  time.Time
+}
+
+// ours reports whether the certificates of round r are this sequencer's
+// to post.
+func (p *poster) ours(r uint64) bool {
+	k := p.s.cfg.PostTurns
+	if k <= 1 {
+		return true
+	}
+	return int(r/max(p.s.cfg.PostWindow, 1)%uint64(k)) == p.s.cfg.PostTurn
 }
 
 // Post follows the DSN's DAG and posts it to the rollup node until ctx
@@ -112,6 +134,9 @@ func (p *poster) resumeRound(ctx context.Context) uint64 {
 		p.mu.Unlock()
 	}
 	p.flush(ctx) // what was read so far goes out before the stream restarts
+	p.mu.Lock()
+	p.others = nil // the stream reads them again
+	p.mu.Unlock()
 	if max > postRounds {
 		return max - postRounds
 	}
@@ -150,6 +175,11 @@ func (p *poster) add(e *preblock.DAGEntry) bool {
 		size += len(raw)
 	}
 	p.mu.Lock()
+	if !p.ours(c.Round()) {
+		p.others = append(p.others, heldEntry{entry: entry, size: size, read: time.Now()})
+		p.mu.Unlock()
+		return true
+	}
 	p.pending = append(p.pending, entry)
 	p.sizes = append(p.sizes, size)
 	p.bytes += size
@@ -289,7 +319,12 @@ func (p *poster) watch(ctx context.Context) {
 		if stalled {
 			p.progress = time.Now()
 		}
+		late := p.takeLate(max)
 		p.mu.Unlock()
+		if late > 0 {
+			p.s.log.Warn("another sequencer's turn is late: posting it", "certificates", late, "rollup_dag_max", max)
+			p.s.metrics.turnsTaken.Add(float64(late))
+		}
 		if stalled {
 			p.s.log.Warn("the rollup's DAG is not advancing; posting again from it", "rollup_dag_max", max)
 			p.s.metrics.reposts.Inc()
@@ -300,6 +335,29 @@ func (p *poster) watch(ctx context.Context) {
 		}
 		p.verify(ctx)
 	}
+}
+
+// takeLate drops the other sequencers' certificates the rollup's DAG has
+// passed by a whole window (their poster posted them) and moves those read
+// PostFailover ago and still not passed into pending (their poster is
+// down), in order; it returns how many it moved. Called with p.mu held.
+func (p *poster) takeLate(dagMax uint64) int {
+	kept, moved := p.others[:0], 0
+	for _, h := range p.others {
+		switch {
+		case dagMax >= h.entry.Certificate.Round()+max(p.s.cfg.PostWindow, 1):
+		case time.Since(h.read) > p.s.cfg.PostFailover:
+			p.pending = append(p.pending, h.entry)
+			p.sizes = append(p.sizes, h.size)
+			p.bytes += h.size
+			moved++
+		default:
+			kept = append(kept, h)
+		}
+	}
+	clear(p.others[len(kept):])
+	p.others = kept
+	return moved
 }
 
 // verify marks verified the ordered transactions whose blocks the kernel

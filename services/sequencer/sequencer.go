@@ -72,6 +72,14 @@ type Config struct {
 	// RepostAfter: when the rollup's DAG has not advanced for this long
 	// while more was posted, the sequencer posts again from the rollup's DAG.
 	RepostAfter time.Duration
+	// Turns, for several sequencers posting one DSN's DAG: with PostTurns
+	// k > 1, this sequencer posts the certificates of the rounds r with
+	// (r / PostWindow) mod k = PostTurn, and those of the others' turns
+	// only if the rollup's DAG has not passed them PostFailover after it
+	// read them (their poster is down). With k ≤ 1 it posts everything.
+	PostTurn, PostTurns int
+	PostWindow          uint64
+	PostFailover        time.Duration
 	// RateLimit is the API requests a second each client address may make
 	// (bursts of RateBurst); 0 disables the limit. /health, /metrics and
 	// the event stream are not limited.
@@ -90,7 +98,8 @@ type Config struct {
 func DefaultConfig(nodes []Endpoint) Config {
 	return Config{Nodes: nodes, MaxTransactionSize: 256 << 10, SubmitTimeout: 5 * time.Second, Tracked: 1_000_000,
 		RateLimit: 200, RateBurst: 400, Receipts: 100_000, ReceiptBytes: 256 << 20,
-		PostInterval: 100 * time.Millisecond, MaxSubmissionBytes: 1 << 20, VerifyInterval: time.Second, RepostAfter: 15 * time.Second}
+		PostInterval: 100 * time.Millisecond, MaxSubmissionBytes: 1 << 20, VerifyInterval: time.Second, RepostAfter: 15 * time.Second,
+		PostWindow: 20, PostFailover: 5 * time.Second}
 }
 
 // Status is what the API says about a transaction.
@@ -147,6 +156,9 @@ type Sequencer struct {
 func New(cfg Config, log *slog.Logger) (*Sequencer, error) {
 	if len(cfg.Nodes) == 0 {
 		return nil, errors.New("sequencer: no consensus node endpoints")
+	}
+	if cfg.PostTurns > 1 && (cfg.PostTurn < 0 || cfg.PostTurn >= cfg.PostTurns) {
+		return nil, fmt.Errorf("sequencer: post turn %d of %d: want 0 to %d", cfg.PostTurn, cfg.PostTurns, cfg.PostTurns-1)
 	}
 	s := &Sequencer{cfg: cfg, log: log, status: map[narwhal.Digest]*Status{}, byIndex: map[uint64][]narwhal.Digest{}, subs: map[chan event]struct{}{}, up: make([]bool, len(cfg.Nodes))}
 	s.receipts = newReceiptBook(cfg.Receipts, cfg.ReceiptBytes)

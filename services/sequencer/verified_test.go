@@ -169,8 +169,50 @@ func TestPostingSurvivesFailures(t *testing.T) {
 	stopA()
 	_, a2, _ := s.Sequencer(t) // restarted: resumes from the rollup's DAG
 	submit(a2, 200, 100)
+	head := kernelHoldsOnce(t, s, submitted)
+	t.Logf("%d transactions, each once in the kernel's %d blocks, equal to the DSN's Export, through a node failure, a sequencer restart and a second poster", len(submitted), head)
+}
 
-	// Wait until the kernel's blocks hold every transaction.
+// Two sequencers taking turns post each window of rounds once between
+// them; when one stops, the other posts its turns after PostFailover, and
+// every transaction still lands once in the kernel's blocks.
+func TestPostingInTurns(t *testing.T) {
+	s := stacktest.Start(t, stacktest.Options{})
+	turn := func(i int) func(*sequencer.Config) {
+		return func(c *sequencer.Config) { c.PostTurn, c.PostTurns, c.PostWindow, c.PostFailover = i, 2, 10, 2*time.Second }
+	}
+	seqA, a, _ := s.SequencerWith(t, turn(0))
+	seqB, b, stopB := s.SequencerWith(t, turn(1))
+	submitted := map[string]bool{}
+	submit := func(url string, from, n int) {
+		for i := from; i < from+n; i++ {
+			r := do(t, "POST", url+"/v1/transactions", "application/octet-stream", fmt.Appendf(nil, "turns-%04d", i))
+			if r.code != http.StatusAccepted {
+				t.Fatalf("tx %d: %d %s", i, r.code, r.err)
+			}
+			submitted[r.st.ID] = true
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	submit(a, 0, 100)
+	submit(b, 100, 100)
+	kernelHoldsOnce(t, s, submitted)
+	pa, pb := seqA.PostedBytes(), seqB.PostedBytes()
+	t.Logf("posted in turns: A %d bytes, B %d bytes", pa, pb)
+	if pa == 0 || pb == 0 || pa > 4*pb || pb > 4*pa {
+		t.Errorf("turns not shared: A posted %d bytes, B %d", pa, pb)
+	}
+	stopB()
+	submit(a, 200, 100)
+	head := kernelHoldsOnce(t, s, submitted)
+	t.Logf("B stopped: A posted %d more bytes; %d transactions once in the kernel's %d blocks", seqA.PostedBytes()-pa, len(submitted), head)
+}
+
+// kernelHoldsOnce waits until the kernel's blocks hold every submitted
+// transaction, checks that each is there once and that the blocks equal
+// node 1's Export, and returns the kernel's head.
+func kernelHoldsOnce(t *testing.T, s *stacktest.Stack, submitted map[string]bool) uint64 {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	var head uint64
 	seen := map[string]int{}
@@ -218,7 +260,7 @@ func TestPostingSurvivesFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d transactions, each once in the kernel's %d blocks, equal to the DSN's Export, through a node failure, a sequencer restart and a second poster", len(submitted), head)
+	return head
 }
 
 func allVerified(kinds map[string]string) bool {

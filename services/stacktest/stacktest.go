@@ -156,9 +156,18 @@ func StartSandbox(tb testing.TB, blockTime time.Duration) *sandbox.Sandbox {
 // called at the end of the test).
 func (s *Stack) Sequencer(tb testing.TB) (*sequencer.Sequencer, string, func()) {
 	tb.Helper()
+	return s.SequencerWith(tb, nil)
+}
+
+// SequencerWith is Sequencer with its config adjusted by tune.
+func (s *Stack) SequencerWith(tb testing.TB, tune func(*sequencer.Config)) (*sequencer.Sequencer, string, func()) {
+	tb.Helper()
 	cfg := sequencer.DefaultConfig(s.Endpoints)
 	cfg.Rollup = s.RollupURL
 	cfg.RateLimit = 0 // every test client comes from 127.0.0.1
+	if tune != nil {
+		tune(&cfg)
+	}
 	seq, err := sequencer.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		tb.Fatal(err)
