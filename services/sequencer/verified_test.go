@@ -2,6 +2,7 @@ package sequencer_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,33 +144,24 @@ func TestTransactionsReachVerified(t *testing.T) {
 	}
 }
 
-// Posting survives its failures: the sequencer's upstream node is stopped
+// Posting survives its failures, on a 7-node committee with 1,000
+// transactions from 8 clients: the sequencer's upstream node is stopped
 // mid-run, the sequencer is restarted (a new one resumes from the rollup's
 // DAG), and a second sequencer posts the same DAG all along. Every
 // submitted transaction lands in the kernel's blocks exactly once, and the
 // kernel's blocks equal the DSN's Export stream.
 func TestPostingSurvivesFailures(t *testing.T) {
-	s := stacktest.Start(t, stacktest.Options{})
+	s := stacktest.Start(t, stacktest.Options{Nodes: 7})
 	_, a, stopA := s.Sequencer(t)
 	s.Sequencer(t) // a second poster of the same DAG
 	submitted := map[string]bool{}
-	submit := func(url string, from, n int) {
-		for i := from; i < from+n; i++ {
-			tx := fmt.Appendf(nil, "survive-%04d", i)
-			r := do(t, "POST", url+"/v1/transactions", "application/octet-stream", tx)
-			if r.code != http.StatusAccepted {
-				t.Fatalf("tx %d: %d %s", i, r.code, r.err)
-			}
-			submitted[r.st.ID] = true
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	submit(a, 0, 100)
+	submit := func(url string, from, n int) { submitAll(t, url, "survive", from, n, submitted) }
+	submit(a, 0, 400)
 	s.Cluster.StopNode(0) // every sequencer's first node: submission and the DAG stream fail over
-	submit(a, 100, 100)
+	submit(a, 400, 300)
 	stopA()
 	_, a2, _ := s.Sequencer(t) // restarted: resumes from the rollup's DAG
-	submit(a2, 200, 100)
+	submit(a2, 700, 300)
 	head := kernelHoldsOnce(t, s, submitted)
 	t.Logf("%d transactions, each once in the kernel's %d blocks, equal to the DSN's Export, through a node failure, a sequencer restart and a second poster", len(submitted), head)
 }
@@ -184,16 +177,7 @@ func TestPostingInTurns(t *testing.T) {
 	seqA, a, _ := s.SequencerWith(t, turn(0))
 	seqB, b, stopB := s.SequencerWith(t, turn(1))
 	submitted := map[string]bool{}
-	submit := func(url string, from, n int) {
-		for i := from; i < from+n; i++ {
-			r := do(t, "POST", url+"/v1/transactions", "application/octet-stream", fmt.Appendf(nil, "turns-%04d", i))
-			if r.code != http.StatusAccepted {
-				t.Fatalf("tx %d: %d %s", i, r.code, r.err)
-			}
-			submitted[r.st.ID] = true
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
+	submit := func(url string, from, n int) { submitAll(t, url, "turns", from, n, submitted) }
 	submit(a, 0, 100)
 	submit(b, 100, 100)
 	kernelHoldsOnce(t, s, submitted)
@@ -206,6 +190,51 @@ func TestPostingInTurns(t *testing.T) {
 	submit(a, 200, 100)
 	head := kernelHoldsOnce(t, s, submitted)
 	t.Logf("B stopped: A posted %d more bytes; %d transactions once in the kernel's %d blocks", seqA.PostedBytes()-pa, len(submitted), head)
+}
+
+// submitAll posts transactions <prefix>-<from>… to <from+n-1> through the
+// API at url from 8 clients at once (each waits for its acknowledgement)
+// and adds their ids to submitted.
+func submitAll(t *testing.T, url, prefix string, from, n int, submitted map[string]bool) {
+	t.Helper()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var failed []string
+	next := from
+	for range 8 {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= from+n {
+					return
+				}
+				resp, err := http.Post(url+"/v1/transactions", "application/octet-stream", bytes.NewReader(fmt.Appendf(nil, "%s-%04d", prefix, i)))
+				if err != nil {
+					mu.Lock()
+					failed = append(failed, fmt.Sprintf("tx %d: %v", i, err))
+					mu.Unlock()
+					continue
+				}
+				var st sequencer.Status
+				json.NewDecoder(resp.Body).Decode(&st)
+				resp.Body.Close()
+				mu.Lock()
+				if resp.StatusCode != http.StatusAccepted {
+					failed = append(failed, fmt.Sprintf("tx %d: %s", i, resp.Status))
+				} else {
+					submitted[st.ID] = true
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d submissions failed, first: %s", len(failed), n, failed[0])
+	}
 }
 
 // kernelHoldsOnce waits until the kernel's blocks hold every submitted
