@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func runSequencer(ctx context.Context, args []string) error {
 	postInterval := fs.Duration("post-interval", 0, "how often the DAG read so far is posted as one submission (0: the default, 100ms)")
 	postTurn := fs.String("post-turn", "", "I/K: with K sequencers posting one DSN, post only the rounds of turn I (0..K-1), windows of --post-window rounds, and another's only when it is --post-failover late; empty: post everything")
 	postWindow := fs.Uint64("post-window", 20, "rounds in one posting turn (with --post-turn)")
-	postFailover := fs.Duration("post-failover", 5*time.Second, "how long another sequencer's turn may lag before this one posts it (with --post-turn)")
+	postFailover := fs.Duration("post-failover", 10*time.Second, "how long another sequencer's turn may lag before this one posts it (with --post-turn)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,7 +74,11 @@ func runSequencer(ctx context.Context, args []string) error {
 		cfg.PostInterval = *postInterval
 	}
 	if *postTurn != "" {
-		if _, err := fmt.Sscanf(*postTurn, "%d/%d", &cfg.PostTurn, &cfg.PostTurns); err != nil || cfg.PostTurns < 1 || cfg.PostTurn < 0 || cfg.PostTurn >= cfg.PostTurns {
+		i, k, ok := strings.Cut(*postTurn, "/")
+		var err1, err2 error
+		cfg.PostTurn, err1 = strconv.Atoi(i)
+		cfg.PostTurns, err2 = strconv.Atoi(k)
+		if !ok || err1 != nil || err2 != nil || cfg.PostTurns < 1 || cfg.PostTurn < 0 || cfg.PostTurn >= cfg.PostTurns {
 			return fmt.Errorf("--post-turn: %q is not I/K with 0 <= I < K", *postTurn)
 		}
 	}
@@ -146,5 +151,13 @@ func startMockConsensus(n int, dir string, log *slog.Logger) (*localnet.Net, err
 		return nil, fmt.Errorf("--mock-consensus: %w", err)
 	}
 	log.Info("mock consensus started", "nodes", n, "dir", nw.Dir, "committee", filepath.Join(nw.Dir, "committee.toml"))
+	for _, r := range nw.Nodes {
+		go func() {
+			<-r.Done()
+			if err := r.Err(); err != nil { // not a stop by Close
+				log.Error("mock consensus node stopped", "node", r.Config.Name, "err", err)
+			}
+		}()
+	}
 	return nw, nil
 }

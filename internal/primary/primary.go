@@ -366,7 +366,7 @@ func (p *Primary) broadcast(out *Output, m narwhal.Message) {
 	}
 }
 
-// AddBatches queues own batch digests (stored on a quorum) for proposal.
+// AddBatches queues own batch digests (sealed, with their pending entries) for proposal.
 func (p *Primary) AddBatches(ds []PendingDigest) Output {
 	p.queue = append(p.queue, ds...)
 	var out Output

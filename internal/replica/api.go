@@ -70,7 +70,7 @@ const (
 
 // String names the stage.
 func (s Stage) String() string {
-	return [...]string{"?", "sealed", "available", "proposed", "certified", "committed"}[min(int(s), 5)]
+	return [...]string{"?", "sealed", "proposed", "certified", "committed"}[min(int(s), 4)]
 }
 
 // TraceEvent says that batches reached a stage.

@@ -92,7 +92,7 @@ type Replica struct {
 
 // New builds a replica and recovers its state from st: Bullshark's state,
 // the certificates above the GC horizon, the last proposed header, the votes
-// given, and the pending (acknowledged, uncommitted) batch digests.
+// given, and the pending (sealed, uncommitted) batch digests.
 func New(cfg Config, committee *narwhal.Committee, v *narwhal.Verifier, self narwhal.AuthorityID,
 	key *crypto.SecretKey, st store.Reader) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {

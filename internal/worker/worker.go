@@ -77,7 +77,14 @@ type fetch struct {
 	target    narwhal.AuthorityID
 	since     int
 	committed bool
+	deferred  bool // not asked yet: the author's broadcast is probably on its way
 }
+
+// headerFetchDelay is how many ticks a batch a header names waits for the
+// author's broadcast before it is asked for: a header overtakes its batch
+// on the wire (control messages go before data), and asking at once would
+// make the author send every such batch twice.
+const headerFetchDelay = 2
 
 // Worker is the worker core of one authority. Not safe for concurrent use.
 type Worker struct {
@@ -219,7 +226,8 @@ func (w *Worker) Stats() Stats {
 }
 
 // Submit adds a client transaction to the current batch. The ticket comes
-// back in Output.Acked once the batch is safe. The caller validates size.
+// back with the sealed batch (Output.Available), for the replica to
+// acknowledge once the batch is committed. The caller validates size.
 func (w *Worker) Submit(ticket uint64, tx []byte) Output {
 	var out Output
 	w.cur = append(w.cur, tx)
@@ -272,7 +280,15 @@ func (w *Worker) Tick() Output {
 	var retry []narwhal.Digest
 	for _, d := range w.fetchingOrder {
 		f := w.fetching[d]
-		if f.since++; f.since < w.cfg.RetryTicks {
+		f.since++
+		if f.deferred {
+			if f.since >= headerFetchDelay {
+				f.deferred, f.since = false, 0
+				retry = append(retry, d) // first ask, to the author
+			}
+			continue
+		}
+		if f.since < w.cfg.RetryTicks {
 			continue
 		}
 		f.since = 0
@@ -325,25 +341,21 @@ func (w *Worker) checkQuorum(d narwhal.Digest, f *inflight) {
 }
 
 // Fetch asks for the batches a header of `round` by `author` names that are
-// not stored locally, first from the author, then from the other peers in
+// not stored locally — after headerFetchDelay ticks (the author's broadcast
+// usually arrives first), from the author, then from the other peers in
 // turn. Stored batches come back in Output.Stored of a later step.
 func (w *Worker) Fetch(digests []narwhal.Digest, author narwhal.AuthorityID, round uint64) Output {
 	var out Output
-	var ask []narwhal.Digest
 	for _, d := range digests {
 		if w.Has(d) || w.fetching[d] != nil {
 			continue
 		}
-		w.fetching[d] = &fetch{round: round, target: author}
-		w.fetchingOrder = append(w.fetchingOrder, d)
-		ask = append(ask, d)
-	}
-	if len(ask) > 0 {
-		to := author
-		if to == w.self {
-			to = w.committee.NextPeer(to, w.self)
+		target := author
+		if target == w.self {
+			target = w.committee.NextPeer(target, w.self)
 		}
-		out.Messages = append(out.Messages, narwhal.Envelope{To: to, Msg: &narwhal.BatchRequestMsg{Digests: ask}})
+		w.fetching[d] = &fetch{round: round, target: target, deferred: true}
+		w.fetchingOrder = append(w.fetchingOrder, d)
 	}
 	return out
 }
@@ -373,8 +385,12 @@ func (w *Worker) FetchCommitted(digests []narwhal.Digest, author narwhal.Authori
 		out.Writes = append(out.Writes, store.Put(store.MissingKey(d), mark))
 		w.missing++
 		if f != nil {
-			f.committed = true // already asked; the retry timer goes on
-			continue
+			f.committed = true
+			if f.deferred { // committed: no more waiting for the broadcast
+				f.deferred, f.since = false, 0
+				ask = append(ask, d)
+			}
+			continue // else already asked; the retry timer goes on
 		}
 		w.fetching[d] = &fetch{round: round, target: target, committed: true}
 		w.fetchingOrder = append(w.fetchingOrder, d)

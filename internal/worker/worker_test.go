@@ -124,8 +124,14 @@ func TestFetchMissingBatches(t *testing.T) {
 	w := New(cfg, committee(4), 0, store.NewMemory())
 	b := narwhal.Batch{Transactions: [][]byte{[]byte("x")}}
 	out := w.Fetch([]narwhal.Digest{b.Digest()}, 2, 5)
+	if len(out.Messages) != 0 {
+		t.Fatal("fetch must first give the author's broadcast time to arrive")
+	}
+	for range headerFetchDelay {
+		out = w.Tick()
+	}
 	if len(out.Messages) != 1 || out.Messages[0].To != 2 {
-		t.Fatal("fetch must ask the header's author first")
+		t.Fatalf("fetch must then ask the header's author, got %+v", out.Messages)
 	}
 	for i := 0; i < cfg.RetryTicks; i++ {
 		out = w.Tick()
@@ -140,6 +146,33 @@ func TestFetchMissingBatches(t *testing.T) {
 	}
 	if !w.Has(b.Digest()) || w.Has(bogus.Digest()) {
 		t.Fatal("Has disagrees with what was stored")
+	}
+}
+
+// A header's batch that arrives by the author's broadcast during the
+// delay is never asked for; a committed certificate's batch is asked for
+// at once, even if a header's fetch was waiting.
+func TestFetchWaitsForTheBroadcast(t *testing.T) {
+	w := New(cfg, committee(4), 0, store.NewMemory())
+	b := narwhal.Batch{Transactions: [][]byte{[]byte("on its way")}}
+	w.Fetch([]narwhal.Digest{b.Digest()}, 2, 5)
+	w.Receive(2, &narwhal.BatchMsg{Batch: b})
+	for range 3 * headerFetchDelay {
+		if out := w.Tick(); len(out.Messages) != 0 {
+			t.Fatalf("asked for a batch the broadcast brought: %+v", out.Messages)
+		}
+	}
+	c := narwhal.Batch{Transactions: [][]byte{[]byte("committed")}}
+	w.Fetch([]narwhal.Digest{c.Digest()}, 2, 6)
+	out := w.FetchCommitted([]narwhal.Digest{c.Digest()}, 2, 6)
+	var asked bool
+	for _, e := range out.Messages {
+		if r, ok := e.Msg.(*narwhal.BatchRequestMsg); ok && e.To == 2 && len(r.Digests) == 1 && r.Digests[0] == c.Digest() {
+			asked = true
+		}
+	}
+	if !asked {
+		t.Fatalf("a committed batch must be asked for at once: %+v", out.Messages)
 	}
 }
 

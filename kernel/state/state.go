@@ -189,22 +189,34 @@ func Load(st Store, rollup [20]byte, app Application, debug func(string)) (*Mach
 func (m *Machine) round(r uint64) ([]*narwhal.Certificate, []narwhal.Digest, error) {
 	raw, _ := m.st.Get("dag/" + strconv.FormatUint(r, 10))
 	var out []*narwhal.Certificate
+	digests, err := splitRound(raw, func(enc []byte) error {
+		c, err := narwhal.DecodeCertificate(enc)
+		out = append(out, c)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: dag round %d: %w", ErrCorrupt, r, err)
+	}
+	return out, digests, nil
+}
+
+// splitRound walks a dag/<round> record — (digest ‖ u32 length ‖
+// certificate)… — calling each for every certificate's encoding.
+func splitRound(raw []byte, each func([]byte) error) ([]narwhal.Digest, error) {
 	var digests []narwhal.Digest
 	for len(raw) > 0 {
 		const head = len(narwhal.Digest{}) + 4
 		if len(raw) < head || uint64(binary.BigEndian.Uint32(raw[head-4:])) > uint64(len(raw)-head) {
-			return nil, nil, fmt.Errorf("%w: dag round %d", ErrCorrupt, r)
+			return nil, errors.New("truncated record")
 		}
-		n := binary.BigEndian.Uint32(raw[head-4:])
-		c, err := narwhal.DecodeCertificate(raw[head : head+int(n)])
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: dag round %d: %w", ErrCorrupt, r, err)
+		n := int(binary.BigEndian.Uint32(raw[head-4:]))
+		if err := each(raw[head : head+n]); err != nil {
+			return nil, err
 		}
-		out = append(out, c)
-		digests = append(digests, narwhal.Digest(raw[:32]))
-		raw = raw[head+int(n):]
+		digests = append(digests, narwhal.Digest(raw[:head-4]))
+		raw = raw[head+n:]
 	}
-	return out, digests, nil
+	return digests, nil
 }
 
 // Head returns the last block's index.
@@ -424,9 +436,16 @@ func (m *Machine) fill(c *narwhal.Certificate, batches []*narwhal.Batch) {
 // process runs one authenticated certificate through Bullshark, keeps it,
 // and writes the blocks it commits.
 func (m *Machine) process(e Entry) error {
-	subdags, err := m.b.ProcessCertificate(e.Certificate)
+	c := e.Certificate
+	if c.Round() <= m.b.GCRound() {
+		return nil // Bullshark ignores it: nothing to keep
+	}
+	subdags, err := m.b.ProcessCertificate(c)
 	if err != nil {
 		return err
+	}
+	if m.held[m.b.DigestOf(c)] {
+		return nil // held already (it waited for its parents and came again): stored once
 	}
 	m.store(e)
 	for _, s := range subdags {

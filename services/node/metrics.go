@@ -39,7 +39,7 @@ func newMetrics() *metrics {
 		committed:          g("committed_subdags", "Index of the last committed sub-DAG."),
 		dagSize:            g("dag_certificates", "Certificates in memory (above the GC horizon)."),
 		suspended:          g("suspended_certificates", "Certificates waiting for missing ancestors."),
-		queue:              g("pending_digests", "Own batch digests acknowledged and waiting for a header."),
+		queue:              g("pending_digests", "Own sealed batch digests waiting for a header."),
 		inflight:           g("uncommitted_own_headers", "Own certified headers not yet committed."),
 		batchesSealed:      g("batches_sealed", "Batches sealed by this worker."),
 		batchesFromPeers:   g("batches_from_peers", "Batches of other workers stored here."),

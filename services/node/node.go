@@ -524,7 +524,7 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 	for job := range jobs {
 		merged = append(merged[:0], job)
 	drain:
-		for len(merged) < maxMergedJobs {
+		for { // at most the channel's capacity more
 			select {
 			case j, ok := <-jobs:
 				if !ok {
@@ -567,9 +567,6 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 		}
 	}
 }
-
-// maxMergedJobs bounds how many queued groups one sync carries.
-const maxMergedJobs = 64
 
 // carryOut sends a persisted job's messages, then acknowledges and
 // publishes; a job that could not be persisted only fails its

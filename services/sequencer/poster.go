@@ -30,8 +30,12 @@ import (
 // once that one is late by PostFailover.
 
 // postRounds: how far below the rollup's dag_max a (re)start begins, so
-// that a round the rollup holds only in part is completed.
-const postRounds = 2
+// that a round the rollup holds only in part is completed. The kernel
+// stores a certificate only with all its parents, so a certificate it
+// lacks but needs stops its dag_max within a few rounds (every certificate
+// of round r+2 or r+3 descends from most of round r+1): 8 rounds cover
+// that with room to spare, for about 56 certificates posted again.
+const postRounds = 8
 
 // poster is the posting state.
 type poster struct {
@@ -324,6 +328,7 @@ func (p *poster) watch(ctx context.Context) {
 		if late > 0 {
 			p.s.log.Warn("another sequencer's turn is late: posting it", "certificates", late, "rollup_dag_max", max)
 			p.s.metrics.turnsTaken.Add(float64(late))
+			p.s.turnsTaken.Add(uint64(late))
 		}
 		if stalled {
 			p.s.log.Warn("the rollup's DAG is not advancing; posting again from it", "rollup_dag_max", max)
@@ -338,9 +343,14 @@ func (p *poster) watch(ctx context.Context) {
 }
 
 // takeLate drops the other sequencers' certificates the rollup's DAG has
-// passed by a whole window (their poster posted them) and moves those read
-// PostFailover ago and still not passed into pending (their poster is
-// down), in order; it returns how many it moved. Called with p.mu held.
+// passed by a whole window and moves those read PostFailover ago and still
+// not passed into pending (their poster is down), in order; it returns how
+// many it moved. Called with p.mu held.
+//
+// Passed by a window means posted or not needed: the kernel stores a
+// certificate only once it holds all its parents, so a certificate it
+// lacks and a later one names holds its dag_max within about 3 rounds of
+// it (PostWindow is at least 4), and this one is posted at failover.
 func (p *poster) takeLate(dagMax uint64) int {
 	kept, moved := p.others[:0], 0
 	for _, h := range p.others {
@@ -396,6 +406,10 @@ func (blockStore) Delete(string)               {}
 
 // PostedBytes returns the bytes of inbox messages this sequencer posted.
 func (s *Sequencer) PostedBytes() uint64 { return s.postedBytes.Load() }
+
+// TurnCertificatesTaken returns how many certificates of other
+// sequencers' turns this one posted because they were late.
+func (s *Sequencer) TurnCertificatesTaken() uint64 { return s.turnsTaken.Load() }
 
 // unverifiedUpTo lists the blocks ≤ head holding ordered, unverified
 // tracked transactions.

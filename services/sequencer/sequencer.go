@@ -77,6 +77,12 @@ type Config struct {
 	// (r / PostWindow) mod k = PostTurn, and those of the others' turns
 	// only if the rollup's DAG has not passed them PostFailover after it
 	// read them (their poster is down). With k ≤ 1 it posts everything.
+	// PostFailover must exceed the L1's inclusion delay (a block time and
+	// the rollup node's run), or every sequencer posts every window; and
+	// while one is down, the kernel keeps the others' later windows waiting
+	// for its rounds, about committee size × rounds/s × PostFailover / 2
+	// certificates, bounded by kernel/state.MaxSuspended (4,096): turns fit
+	// L1 blocks of a few seconds, not mainnet's.
 	PostTurn, PostTurns int
 	PostWindow          uint64
 	PostFailover        time.Duration
@@ -99,7 +105,7 @@ func DefaultConfig(nodes []Endpoint) Config {
 	return Config{Nodes: nodes, MaxTransactionSize: 256 << 10, SubmitTimeout: 5 * time.Second, Tracked: 1_000_000,
 		RateLimit: 200, RateBurst: 400, Receipts: 100_000, ReceiptBytes: 256 << 20,
 		PostInterval: 100 * time.Millisecond, MaxSubmissionBytes: 1 << 20, VerifyInterval: time.Second, RepostAfter: 15 * time.Second,
-		PostWindow: 20, PostFailover: 5 * time.Second}
+		PostWindow: 20, PostFailover: 10 * time.Second}
 }
 
 // Status is what the API says about a transaction.
@@ -144,6 +150,7 @@ type Sequencer struct {
 	up      []bool           // node answered its last call
 
 	postedBytes atomic.Uint64 // bytes of inbox messages posted
+	turnsTaken  atomic.Uint64 // certificates of others' turns posted
 
 	limit  *limiter
 	rollup rollup                  // nil without Config.Rollup or MockRollup
@@ -159,6 +166,9 @@ func New(cfg Config, log *slog.Logger) (*Sequencer, error) {
 	}
 	if cfg.PostTurns > 1 && (cfg.PostTurn < 0 || cfg.PostTurn >= cfg.PostTurns) {
 		return nil, fmt.Errorf("sequencer: post turn %d of %d: want 0 to %d", cfg.PostTurn, cfg.PostTurns, cfg.PostTurns-1)
+	}
+	if cfg.PostTurns > 1 && cfg.PostWindow < 4 {
+		return nil, fmt.Errorf("sequencer: post window of %d rounds: want 4 or more (see poster.takeLate)", cfg.PostWindow)
 	}
 	s := &Sequencer{cfg: cfg, log: log, status: map[narwhal.Digest]*Status{}, byIndex: map[uint64][]narwhal.Digest{}, subs: map[chan event]struct{}{}, up: make([]bool, len(cfg.Nodes))}
 	s.receipts = newReceiptBook(cfg.Receipts, cfg.ReceiptBytes)

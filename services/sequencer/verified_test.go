@@ -183,13 +183,18 @@ func TestPostingInTurns(t *testing.T) {
 	kernelHoldsOnce(t, s, submitted)
 	pa, pb := seqA.PostedBytes(), seqB.PostedBytes()
 	t.Logf("posted in turns: A %d bytes, B %d bytes", pa, pb)
-	if pa == 0 || pb == 0 || pa > 4*pb || pb > 4*pa {
-		t.Errorf("turns not shared: A posted %d bytes, B %d", pa, pb)
+	if pa == 0 || pb == 0 || seqA.TurnCertificatesTaken() != 0 || seqB.TurnCertificatesTaken() != 0 {
+		t.Fatalf("turns not shared: A posted %d bytes and %d certificates of B's turns, B %d bytes and %d of A's",
+			pa, seqA.TurnCertificatesTaken(), pb, seqB.TurnCertificatesTaken())
 	}
 	stopB()
 	submit(a, 200, 100)
 	head := kernelHoldsOnce(t, s, submitted)
-	t.Logf("B stopped: A posted %d more bytes; %d transactions once in the kernel's %d blocks", seqA.PostedBytes()-pa, len(submitted), head)
+	if seqA.TurnCertificatesTaken() == 0 {
+		t.Fatal("B stopped, yet A posted none of its turns")
+	}
+	t.Logf("B stopped: A posted %d more bytes, %d certificates of B's turns; %d transactions once in the kernel's %d blocks",
+		seqA.PostedBytes()-pa, seqA.TurnCertificatesTaken(), len(submitted), head)
 }
 
 // submitAll posts transactions <prefix>-<from>… to <from+n-1> through the

@@ -77,7 +77,8 @@ type Running struct {
 	Node   *node.Node
 	Config *config.Node
 	cancel context.CancelFunc
-	done   chan error
+	exited chan struct{} // closed when Run returned
+	err    error         // what Run returned
 }
 
 // Start starts a node (from its store, if it has one) and returns once it
@@ -88,38 +89,43 @@ func Start(cfg *config.Node, log *slog.Logger, opts ...node.Option) (*Running, e
 		return nil, fmt.Errorf("start %s: %w", cfg.Name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Running{Node: n, Config: cfg, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- n.Run(ctx) }()
+	r := &Running{Node: n, Config: cfg, cancel: cancel, exited: make(chan struct{})}
+	go func() {
+		r.err = n.Run(ctx)
+		close(r.exited)
+	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for n.Addr("export") == "" || n.Addr("transactions") == "" {
 		if time.Now().After(deadline) {
-			cancel()
-			<-r.done
+			r.Stop()
 			return nil, fmt.Errorf("%s did not start listening", cfg.Name)
 		}
 		select {
-		case err := <-r.done:
+		case <-r.exited:
 			cancel()
-			return nil, fmt.Errorf("%s stopped at start: %w", cfg.Name, err)
+			return nil, fmt.Errorf("%s stopped at start: %w", cfg.Name, r.err)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	return r, nil
 }
 
-// Done receives what Run returned when the node stops on its own (a fatal
-// error); after reading it, call Cancel.
-func (r *Running) Done() <-chan error { return r.done }
+// Done is closed when the node stops, on its own (a fatal error: Err says
+// which) or by Stop.
+func (r *Running) Done() <-chan struct{} { return r.exited }
 
-// Stop stops the node and returns what its Run returned (nil for a clean
-// stop); its store stays on disk.
-func (r *Running) Stop() error {
-	r.cancel()
-	return <-r.done
+// Err returns what the node's Run returned, once Done is closed.
+func (r *Running) Err() error {
+	<-r.exited
+	return r.err
 }
 
-// Cancel stops a node whose Run already returned (read from Done).
-func (r *Running) Cancel() { r.cancel() }
+// Stop stops the node and returns what its Run returned (nil for a clean
+// stop); its store stays on disk. It may be called more than once.
+func (r *Running) Stop() error {
+	r.cancel()
+	return r.Err()
+}
 
 // Endpoint is a running node's client addresses.
 type Endpoint struct{ Transactions, Export string }

@@ -122,10 +122,9 @@ func (cl *Cluster) WaitStopped(i int, timeout time.Duration) error {
 		cl.tb.Fatalf("%s is not running", cl.cfgs[i].Name)
 	}
 	select {
-	case err := <-r.Done():
-		r.Cancel()
+	case <-r.Done():
 		cl.nodes[i] = nil
-		return err
+		return r.Stop()
 	case <-time.After(timeout):
 		cl.tb.Fatalf("%s still runs after %s", cl.cfgs[i].Name, timeout)
 		return nil
