@@ -27,6 +27,7 @@ type kernelStep struct {
 	UsPerTx        float64 `json:"kernel_us_per_tx"`
 	BytesPerTx     float64 `json:"bytes_posted_per_tx"`
 	SigShare       float64 `json:"signature_share"` // of kernel time, estimated from the tips checked
+	MticksPerSub   float64 `json:"mticks_per_sub_dag"` // millions of ticks (octez's tick model, internal/wasmmeter)
 }
 
 var benchRollup = [20]byte{0xbe, 0x4c}
@@ -50,11 +51,10 @@ const roundsPerSubmission = 4
 
 // runKernel posts the DAG as submissions of roundsPerSubmission rounds (20
 // messages a level) to the built kernel in the PVM and measures it.
-func runKernel(b *testing.B, k []byte, committee *narwhal.Committee, dag []state.Entry) (el time.Duration, blocks, txs uint64, bytes int, tips int) {
+func runKernel(b *testing.B, k []byte, committee *narwhal.Committee, dag []state.Entry) (el time.Duration, blocks, txs uint64, bytes int, tips int, ticks uint64) {
 	ctx := context.Background()
 	cfg := pvm.DefaultConfig()
 	cfg.Rollup = benchRollup
-	cfg.RunTimeout = time.Minute
 	p, err := pvm.New(ctx, cfg, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -89,6 +89,7 @@ func runKernel(b *testing.B, k []byte, committee *narwhal.Committee, dag []state
 		if err != nil || res.Stuck != "" {
 			b.Fatalf("level %d: %v %s", level, err, res.Stuck)
 		}
+		ticks += res.Ticks
 		level++
 	}
 	el = time.Since(start)
@@ -103,7 +104,7 @@ func runKernel(b *testing.B, k []byte, committee *narwhal.Committee, dag []state
 		}
 		txs += uint64(len(blk.Transactions))
 	}
-	return el, blocks, txs, bytes, tips
+	return el, blocks, txs, bytes, tips, ticks
 }
 
 // countTips counts the certificates no other one of the submission
@@ -167,7 +168,7 @@ func BenchmarkKernel(b *testing.B) {
 			if perCert == 0 {
 				perCert = certCost(b, committee, dag)
 			}
-			el, blocks, txs, bytes, tips := runKernel(b, k, committee, dag)
+			el, blocks, txs, bytes, tips, ticks := runKernel(b, k, committee, dag)
 			if blocks == 0 {
 				b.Fatalf("the kernel committed nothing at %.0f tx/s", rate)
 			}
@@ -179,14 +180,15 @@ func BenchmarkKernel(b *testing.B) {
 				UsPerTx:        float64(el.Microseconds()) / float64(max(txs, 1)),
 				BytesPerTx:     float64(bytes) / float64(max(txs, 1)),
 				SigShare:       min(1, float64(tips)*perCert.Seconds()/el.Seconds()),
+				MticksPerSub:   float64(ticks) / 1e6 / float64(blocks),
 			})
 		}
 		t := table.NewWriter()
 		t.SetTitle("DSN kernel in the PVM, 7-node committee, 512-byte transactions (%d rounds of certificates per submission)", roundsPerSubmission)
-		t.AppendHeader(table.Row{"offered tx/s", "tx per sub-DAG", "certificates per sub-DAG", "kernel ms per sub-DAG", "kernel µs per tx", "bytes posted per tx", "signature checks"})
+		t.AppendHeader(table.Row{"offered tx/s", "tx per sub-DAG", "certificates per sub-DAG", "kernel ms per sub-DAG", "kernel µs per tx", "bytes posted per tx", "signature checks", "Mticks per sub-DAG"})
 		for _, s := range steps {
 			t.AppendRow(table.Row{fmt.Sprintf("%.0f", s.OfferedTPS), fmt.Sprintf("%.0f", s.TxPerSubDAG), fmt.Sprintf("%.1f", s.CertsPerSubDAG),
-				fmt.Sprintf("%.1f", s.MsPerSubDAG), fmt.Sprintf("%.0f", s.UsPerTx), fmt.Sprintf("%.0f", s.BytesPerTx), fmt.Sprintf("%.0f %%", 100*s.SigShare)})
+				fmt.Sprintf("%.1f", s.MsPerSubDAG), fmt.Sprintf("%.0f", s.UsPerTx), fmt.Sprintf("%.0f", s.BytesPerTx), fmt.Sprintf("%.0f %%", 100*s.SigShare), fmt.Sprintf("%.0f", s.MticksPerSub)})
 			b.ReportMetric(s.MsPerSubDAG, fmt.Sprintf("ms/subdag@%.0f", s.OfferedTPS))
 		}
 		fmt.Println(t.Render())

@@ -189,7 +189,6 @@ func catchUp(b *testing.B, name string, kernel, setup []byte, levels [][][]byte)
 	cfg := rollupnode.DefaultConfig()
 	cfg.DataDir, cfg.L1, cfg.Rollup = filepath.Join(dir, "node"), base, tezos.Base58CheckEncode(tezos.PrefixRollup, benchRollup[:])
 	cfg.BootSectorFile = filepath.Join(dir, "kernel.wasm")
-	cfg.KernelRunTimeout.Duration = 5 * time.Minute
 	os.WriteFile(cfg.BootSectorFile, kernel, 0o644)
 	if setup != nil {
 		cfg.SetupFile = filepath.Join(dir, "setup.json")

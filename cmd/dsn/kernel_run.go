@@ -25,7 +25,8 @@ func runKernel(ctx context.Context, args []string) error {
 	rollup := fs.String("rollup", pvm.DefaultDebuggerRollup, "rollup address (sr1…)")
 	preimages := fs.String("preimages", "", "directory of reveal preimages")
 	dump := fs.String("dump", "", "print the durable storage under this path as JSON at the end (e.g. /)")
-	timeout := fs.Duration("timeout", 10*time.Second, "time budget of one kernel_run")
+	tickLimit := fs.Uint64("tick-limit", pvm.DefaultTickLimit, "ticks one kernel_run may take (the protocol's ticks_per_snapshot); a run that reaches it is stuck")
+	ticks := fs.Bool("ticks", false, "print the ticks of each kernel_run and of each level (octez's tick model: internal/wasmmeter)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,7 +51,10 @@ func runKernel(ctx context.Context, args []string) error {
 	if cfg.Rollup, err = tezos.ParseRollup(*rollup); err != nil {
 		return fmt.Errorf("--rollup: %w", err)
 	}
-	cfg.PreimagesDir, cfg.RunTimeout = *preimages, *timeout
+	if *tickLimit == 0 {
+		return fmt.Errorf("--tick-limit must be positive")
+	}
+	cfg.PreimagesDir, cfg.TickLimit = *preimages, *tickLimit
 	p, err := pvm.New(ctx, cfg, nil)
 	if err != nil {
 		return err
@@ -87,6 +91,17 @@ func runKernel(ctx context.Context, args []string) error {
 			status = "stuck: " + res.Stuck
 		}
 		fmt.Printf("status: %s\nstate hash: %x\n", status, res.StateHash)
+		if *ticks {
+			fmt.Printf("ticks: %d", res.Ticks)
+			if len(res.RunTicks) > 1 {
+				fmt.Printf(" (kernel_run:")
+				for _, t := range res.RunTicks {
+					fmt.Printf(" %d", t)
+				}
+				fmt.Printf(")")
+			}
+			fmt.Printf(", %s\n", res.Elapsed.Round(time.Microsecond))
+		}
 	}
 	if *dump != "" {
 		out := map[string]string{}

@@ -22,6 +22,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/tezos-dsn/dsn/internal/wasmmeter"
 )
 
 // Well-known durable paths.
@@ -41,17 +43,29 @@ const WasmVersion = "2.0.0-r5"
 
 // Config configures a PVM.
 type Config struct {
-	Rollup           [20]byte      // the rollup's address (raw sr1 payload), for reveal_metadata
-	OriginationLevel uint32        // for reveal_metadata
-	PreimagesDir     string        // reveal_preimage files, named by the hex of the 33-byte hash
-	RunTimeout       time.Duration // budget of one kernel_run (the PVM's tick limit stands in for it)
-	MaxMemoryPages   uint32        // linear memory limit, in 64 KiB pages
-	MaxDebugBytes    int           // write_debug output kept per level
+	Rollup           [20]byte // the rollup's address (raw sr1 payload), for reveal_metadata
+	OriginationLevel uint32   // for reveal_metadata
+	PreimagesDir     string   // reveal_preimage files, named by the hex of the 33-byte hash
+	// TickLimit bounds one kernel_run, in ticks as internal/wasmmeter
+	// counts them (octez's tick model, see its doc for the differences):
+	// a run that reaches it is stuck on every machine alike. Wall time is
+	// never a verdict (LevelResult.Elapsed is for alerts).
+	TickLimit uint64
+	// Unmetered runs kernels without counting ticks and without a limit:
+	// for benchmarks that measure what metering costs, never for a rollup
+	// (a runaway kernel then never stops).
+	Unmetered      bool
+	MaxMemoryPages uint32 // linear memory limit, in 64 KiB pages
+	MaxDebugBytes  int    // write_debug output kept per level
 }
+
+// DefaultTickLimit is the protocol's ticks_per_snapshot, the ticks one
+// kernel_run may take, since the Paris protocol (11,000,000,000 before).
+const DefaultTickLimit = 50_000_000_000_000
 
 // DefaultConfig returns a configuration for tests and tools.
 func DefaultConfig() Config {
-	return Config{RunTimeout: 10 * time.Second, MaxMemoryPages: 4096, MaxDebugBytes: 1 << 20}
+	return Config{TickLimit: DefaultTickLimit, MaxMemoryPages: 4096, MaxDebugBytes: 1 << 20}
 }
 
 // PVM runs one rollup's kernel over its durable storage.
@@ -99,11 +113,14 @@ type LevelResult struct {
 	Level     uint32
 	Outbox    [][]byte
 	Debug     string
-	Runs      int    // kernel_run calls (1 + reboots)
-	Read      int    // inputs the kernel read
-	Dropped   int    // inputs left unread when it yielded
-	Stuck     string // why a run failed (empty if none)
+	Runs      int      // kernel_run calls (1 + reboots)
+	RunTicks  []uint64 // ticks of each kernel_run
+	Ticks     uint64   // ticks of the level: the sum of RunTicks
+	Read      int      // inputs the kernel read
+	Dropped   int      // inputs left unread when it yielded
+	Stuck     string   // why a run failed (empty if none)
 	StateHash [32]byte
+	Elapsed   time.Duration // wall time of the level's runs (alerts only: never a verdict)
 }
 
 // RunLevel feeds one L1 level to the kernel (see Execute) and commits the
@@ -135,11 +152,15 @@ func (p *PVM) Execute(ctx context.Context, level uint32, timestamp int64, predec
 	}
 	p.run = st
 	res := &LevelResult{Level: level}
+	start := time.Now()
 	p.durable.Delete(PathTooManyReboot)
 	for reboots := 0; ; reboots++ {
 		p.durable.Set(PathRebootCounter, le32(uint32(MaxReboots-reboots)))
 		res.Runs++
-		if err := p.kernelRun(ctx); err != nil {
+		ticks, err := p.kernelRun(ctx)
+		res.RunTicks = append(res.RunTicks, ticks)
+		res.Ticks += ticks
+		if err != nil {
 			res.Stuck = err.Error()
 			p.durable.Set(PathStuck, []byte(res.Stuck))
 			break
@@ -159,6 +180,7 @@ func (p *PVM) Execute(ctx context.Context, level uint32, timestamp int64, predec
 	res.Outbox = st.outbox
 	res.Debug = string(st.debug)
 	res.StateHash = p.durable.Hash()
+	res.Elapsed = time.Since(start)
 	return res
 }
 
@@ -166,15 +188,16 @@ func le32(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16),
 
 var errNoKernel = errors.New("pvm: no kernel at " + PathBoot)
 
-// kernelRun instantiates the boot kernel afresh and calls kernel_run. A
-// kernel that does not validate or link falls back to the last good one.
-func (p *PVM) kernelRun(ctx context.Context) error {
+// kernelRun instantiates the boot kernel afresh, calls kernel_run and
+// returns the ticks it took. A kernel that does not validate or link falls
+// back to the last good one.
+func (p *PVM) kernelRun(ctx context.Context) (uint64, error) {
 	mod, err := p.loadKernel(ctx, PathBoot)
 	if err != nil {
 		p.durable.Set(PathUpgradeError, []byte(err.Error()))
 		fallback, ferr := p.loadKernel(ctx, PathBootFallback)
 		if ferr != nil {
-			return fmt.Errorf("kernel: %w (no usable fallback: %v)", err, ferr)
+			return 0, fmt.Errorf("kernel: %w (no usable fallback: %v)", err, ferr)
 		}
 		boot, _ := p.durable.Get(PathBootFallback)
 		p.durable.Set(PathBoot, boot)
@@ -186,24 +209,35 @@ func (p *PVM) kernelRun(ctx context.Context) error {
 			p.durable.Set(PathBootFallback, wasm)
 		}
 	}
-	rctx := ctx
-	if p.cfg.RunTimeout > 0 {
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, p.cfg.RunTimeout)
-		defer cancel()
-	}
-	inst, err := p.rt.InstantiateModule(rctx, mod, moduleConfig())
+	inst, err := p.rt.InstantiateModule(ctx, mod, moduleConfig())
 	if err != nil {
-		return fmt.Errorf("instantiate: %w", err)
+		return 0, fmt.Errorf("instantiate: %w", err)
 	}
 	defer inst.Close(ctx)
-	if _, err := inst.ExportedFunction(EntryPoint).Call(rctx); err != nil {
-		if rctx.Err() != nil && ctx.Err() == nil {
-			return fmt.Errorf("kernel_run exceeded its budget of %s", p.cfg.RunTimeout)
-		}
-		return fmt.Errorf("kernel_run trapped: %w", err)
+	_, err = inst.ExportedFunction(EntryPoint).Call(ctx)
+	var ticks uint64
+	if !p.cfg.Unmetered {
+		ticks = inst.ExportedGlobal(wasmmeter.CounterExport).Get()
 	}
-	return nil
+	// The meter checks at function entries and loop headers; a run that
+	// returns past the limit after its last check is out of ticks too.
+	if ticks > p.tickLimit() {
+		return p.tickLimit(), fmt.Errorf("kernel_run exceeded its limit of %d ticks", p.tickLimit())
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ticks, fmt.Errorf("kernel_run interrupted: %w", ctx.Err())
+		}
+		return ticks, fmt.Errorf("kernel_run trapped: %w", err)
+	}
+	return ticks, nil
+}
+
+func (p *PVM) tickLimit() uint64 {
+	if p.cfg.TickLimit == 0 {
+		return DefaultTickLimit
+	}
+	return p.cfg.TickLimit
 }
 
 // loadKernel validates and compiles the kernel at path, caching by the
@@ -221,7 +255,14 @@ func (p *PVM) loadKernel(ctx context.Context, path string) (wazero.CompiledModul
 	if err := Validate(wasm); err != nil {
 		return nil, err
 	}
-	m, err := p.rt.CompileModule(ctx, wasm)
+	metered := wasm
+	if !p.cfg.Unmetered {
+		var err error
+		if metered, err = wasmmeter.Instrument(wasm, wasmmeter.Octez, p.tickLimit()); err != nil {
+			return nil, fmt.Errorf("meter: %w", err)
+		}
+	}
+	m, err := p.rt.CompileModule(ctx, metered)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}

@@ -9,9 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/blake2b"
 )
@@ -28,7 +29,7 @@ func kernel(t testing.TB, name string) []byte {
 func newPVM(t testing.TB, k string) *PVM {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.RunTimeout = 2 * time.Second
+	cfg.TickLimit = 2_000_000_000 // a few seconds of the slowest kernel here
 	p, err := New(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -167,10 +168,76 @@ func TestStuckKernelsNeverStopTheHost(t *testing.T) {
 	}
 	level(t, p, 2) // the next level still runs
 	spin := newPVM(t, "spin")
-	spin.cfg.RunTimeout = 200 * time.Millisecond
-	if res := level(t, spin, 1); !strings.Contains(res.Stuck, "budget") {
+	spin.cfg.TickLimit = 50_000_000
+	if res := level(t, spin, 1); !strings.Contains(res.Stuck, "limit of 50000000 ticks") {
 		t.Fatalf("spin: %q", res.Stuck)
 	}
+}
+
+// A spin-loop kernel with a small tick limit is stuck at exactly that
+// limit, on every run, whatever else the machine does meanwhile.
+func TestSpinIsStuckAtTheTickLimit(t *testing.T) {
+	for run := range 3 {
+		if run == 2 {
+			stop := hog()
+			defer stop()
+		}
+		p := newPVM(t, "spin")
+		p.cfg.TickLimit = 5_000_000
+		res := level(t, p, 1)
+		if res.Ticks != 5_000_000 || !strings.Contains(res.Stuck, "limit of 5000000 ticks") {
+			t.Fatalf("run %d: %d ticks, stuck %q", run, res.Ticks, res.Stuck)
+		}
+	}
+}
+
+// The same kernel and inputs give the same durable state, outputs and
+// tick counts, with the machine idle and with GOMAXPROCS=1 and busy
+// goroutines competing for the core.
+func TestTicksAndStateDoNotDependOnLoad(t *testing.T) {
+	inputs := [][][]byte{{External([]byte("a")), External([]byte("bb"))}, nil, {External(bytes.Repeat([]byte("c"), 3000))}}
+	run := func() (hashes [][32]byte, ticks [][]uint64, outbox [][][]byte) {
+		p := newPVM(t, "echo")
+		for i, msgs := range inputs {
+			res := level(t, p, uint32(i+1), msgs...)
+			if res.Stuck != "" || res.Ticks == 0 {
+				t.Fatalf("level %d: stuck %q, %d ticks", i+1, res.Stuck, res.Ticks)
+			}
+			hashes, ticks, outbox = append(hashes, res.StateHash), append(ticks, res.RunTicks), append(outbox, res.Outbox)
+		}
+		return
+	}
+	h1, t1, o1 := run()
+	prev := runtime.GOMAXPROCS(1)
+	stop := hog()
+	h2, t2, o2 := run()
+	stop()
+	runtime.GOMAXPROCS(prev)
+	if !reflect.DeepEqual(h1, h2) || !reflect.DeepEqual(t1, t2) || !reflect.DeepEqual(o1, o2) {
+		t.Fatalf("idle: %x %v; loaded: %x %v", h1, t1, h2, t2)
+	}
+	t.Logf("echo kernel, ticks per level: %v", t1)
+}
+
+// hog keeps 4 goroutines busy until the returned function is called.
+func hog() func() {
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			x := 0
+			for {
+				select {
+				case <-done:
+					return
+				default:
+					for i := range 100_000 {
+						x += i
+					}
+				}
+			}
+		}()
+	}
+	return func() { close(done) }
 }
 
 func TestUpgradeFallsBackWhenTheNewKernelIsRejected(t *testing.T) {

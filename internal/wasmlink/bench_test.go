@@ -13,7 +13,8 @@ import (
 // a fresh instance with Go runtime start-up) for the echo kernel, and for
 // the BLS kernel with 0 and 1 signature, and the certificate kernel
 // (ed25519, internal/narwhal's Verifier) with 0, 1 and 4 certificates of 5
-// signatures, side by side.
+// signatures, side by side; the echo and BLS cases also without tick
+// metering ("-unmetered"), for what metering costs.
 func BenchmarkKernelRun(b *testing.B) {
 	ctx := context.Background()
 	bls, err := Build(ctx, "../..", "./kernel/examples/blsverify")
@@ -30,32 +31,40 @@ func BenchmarkKernelRun(b *testing.B) {
 	}
 	committee, cert := signedCertificate(b)
 	for _, tc := range []struct {
-		name   string
-		kernel []byte
-		msgs   [][]byte
+		name      string
+		kernel    []byte
+		msgs      [][]byte
+		unmetered bool
 	}{
-		{"echo", echoKernel(b), [][]byte{pvm.External([]byte("x"))}},
-		{"bls-0-verifications", bls, nil},
-		{"bls-1-verification", bls, [][]byte{signed}},
-		{"ed25519-committee-only", certKernel, [][]byte{pvm.External(committee)}},
-		{"ed25519-1-certificate-5-signatures", certKernel, [][]byte{pvm.External(committee), pvm.External(cert.Encode())}},
+		{"echo", echoKernel(b), [][]byte{pvm.External([]byte("x"))}, false},
+		{"echo-unmetered", echoKernel(b), [][]byte{pvm.External([]byte("x"))}, true},
+		{"bls-0-verifications", bls, nil, false},
+		{"bls-1-verification", bls, [][]byte{signed}, false},
+		{"bls-1-verification-unmetered", bls, [][]byte{signed}, true},
+		{"ed25519-committee-only", certKernel, [][]byte{pvm.External(committee)}, false},
+		{"ed25519-1-certificate-5-signatures", certKernel, [][]byte{pvm.External(committee), pvm.External(cert.Encode())}, false},
 		{"ed25519-4-certificates-5-signatures", certKernel, [][]byte{pvm.External(committee), pvm.External(cert.Encode()),
-			pvm.External(cert.Encode()), pvm.External(cert.Encode()), pvm.External(cert.Encode())}},
+			pvm.External(cert.Encode()), pvm.External(cert.Encode()), pvm.External(cert.Encode())}, false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			p, _ := pvm.New(ctx, pvm.DefaultConfig(), nil)
+			cfg := pvm.DefaultConfig()
+			cfg.Unmetered = tc.unmetered
+			p, _ := pvm.New(ctx, cfg, nil)
 			defer p.Close(ctx)
 			p.InstallKernel(tc.kernel)
 			p.RunLevel(ctx, 0, 0, [32]byte{}, nil) // compile once
 			lvl := uint32(1)
+			var ticks uint64
 			for b.Loop() {
 				res, err := p.RunLevel(ctx, lvl, 0, [32]byte{}, tc.msgs)
 				if err != nil || res.Stuck != "" {
 					b.Fatal(err, res.Stuck)
 				}
+				ticks = res.Ticks
 				lvl++
 			}
-			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/level")
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/level")
+			b.ReportMetric(float64(ticks), "ticks/level")
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tezos-dsn/dsn/internal/config"
+	"github.com/tezos-dsn/dsn/internal/pvm"
 	"github.com/tezos-dsn/dsn/internal/tezos"
 )
 
@@ -38,9 +39,14 @@ type Config struct {
 	// ReinjectAfter is how many L1 levels an injected operation may stay
 	// out of a block before its messages are injected again.
 	ReinjectAfter uint32 `toml:"reinject_after"`
-	// KernelRunTimeout is the wall-clock budget of one kernel_run (it
-	// stands in for the PVM's tick limit; see the PVM issue).
-	KernelRunTimeout config.Duration `toml:"kernel_run_timeout"`
+	// KernelTickLimit bounds one kernel_run in ticks (octez's
+	// ticks_per_snapshot; 0: the protocol's): a run that reaches it is
+	// stuck, on every machine alike.
+	KernelTickLimit uint64 `toml:"kernel_tick_limit"`
+	// KernelSlowLevel: a level whose kernel runs take longer than this
+	// (wall time) is logged and counted (dsn_rollup_slow_levels_total);
+	// it keeps its deterministic outcome.
+	KernelSlowLevel config.Duration `toml:"kernel_slow_level"`
 }
 
 // DefaultConfig returns the defaults.
@@ -50,7 +56,8 @@ func DefaultConfig() Config {
 		L1:               "http://127.0.0.1:20000",
 		MaxBatchSize:     tezos.MaxOperationSize - 1024,
 		ReinjectAfter:    5,
-		KernelRunTimeout: config.Duration{Duration: 30 * time.Second},
+		KernelTickLimit: pvm.DefaultTickLimit,
+		KernelSlowLevel: config.Duration{Duration: 10 * time.Second},
 	}
 }
 
@@ -82,8 +89,8 @@ func (c Config) Validate() error {
 	if c.ReinjectAfter == 0 {
 		errs = append(errs, errors.New("reinject_after must be at least 1 level"))
 	}
-	if c.KernelRunTimeout.Duration <= 0 {
-		errs = append(errs, errors.New("kernel_run_timeout must be positive"))
+	if c.KernelSlowLevel.Duration <= 0 {
+		errs = append(errs, errors.New("kernel_slow_level must be positive"))
 	}
 	for i, k := range c.BatchingKeys {
 		if _, err := readKey(k); err != nil {

@@ -11,6 +11,7 @@ type metrics struct {
 	reg                                 *prom.Registry
 	level, l1Level, queued              prometheus.Gauge
 	messages, stuck, l1Reconnects       prometheus.Counter
+	slow                                prometheus.Counter
 	injectedOps, includedOps            prometheus.Counter
 	reinjected, injectionErrors, badRPC prometheus.Counter
 	levelSeconds                        prometheus.Histogram
@@ -27,6 +28,7 @@ func newMetrics() *metrics {
 		queued:          g("batcher_queue", "Messages waiting in the batcher's queue."),
 		messages:        c("inbox_messages_total", "External messages fed to the kernel."),
 		stuck:           c("stuck_levels_total", "Levels at which the kernel got stuck."),
+		slow:            c("slow_levels_total", "Levels whose kernel runs took longer than kernel_slow_level (wall time; an alert, never a verdict)."),
 		l1Reconnects:    c("l1_reconnects_total", "Reconnections to the L1 heads monitor."),
 		injectedOps:     c("batcher_operations_injected_total", "add_messages operations injected."),
 		includedOps:     c("batcher_operations_included_total", "add_messages operations seen in a processed level."),

@@ -121,7 +121,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	pc := pvm.DefaultConfig()
-	pc.Rollup, pc.OriginationLevel, pc.RunTimeout = rollup, cfg.OriginationLevel, cfg.KernelRunTimeout.Duration
+	pc.Rollup, pc.OriginationLevel, pc.TickLimit = rollup, cfg.OriginationLevel, cfg.KernelTickLimit
 	p, err := pvm.New(ctx, pc, durable)
 	if err != nil {
 		durable.Close()
@@ -312,7 +312,7 @@ func (n *Node) processNext(ctx context.Context) error {
 	start := time.Now()
 	n.mu.Lock()
 	// A level is never cut short by shutdown: a cancelled run would be
-	// recorded as stuck. It is bounded by kernel_run_timeout instead.
+	// recorded as stuck. It is bounded by kernel_tick_limit instead.
 	res := n.pvm.Execute(context.WithoutCancel(ctx), level, in.PredecessorTimestamp, pred, msgs)
 	for _, m := range pvm.Inbox(in.PredecessorTimestamp, pred, msgs) {
 		rec.Messages = append(rec.Messages, hex.EncodeToString(m))
@@ -342,6 +342,11 @@ func (n *Node) processNext(ctx context.Context) error {
 	n.m.level.Set(float64(level))
 	n.m.levelSeconds.Observe(took.Seconds())
 	n.m.messages.Add(float64(len(msgs)))
+	if res.Elapsed > n.cfg.KernelSlowLevel.Duration {
+		n.m.slow.Inc()
+		n.log.Warn("slow level: the kernel ran longer than kernel_slow_level (its outcome stands: only ticks decide)",
+			"level", level, "took_ms", res.Elapsed.Milliseconds(), "ticks", res.Ticks, "runs", res.Runs)
+	}
 	if res.Stuck != "" {
 		n.m.stuck.Inc()
 		n.log.Error("kernel stuck at level; following on", "level", level, "reason", res.Stuck)
@@ -349,7 +354,7 @@ func (n *Node) processNext(ctx context.Context) error {
 	if res.Debug != "" {
 		n.log.Debug("kernel debug", "level", level, "output", truncate(res.Debug, 2048))
 	}
-	n.log.Info("level processed", "level", level, "messages", len(msgs), "runs", res.Runs, "took_ms", took.Milliseconds(), "state_hash", rec.StateHash)
+	n.log.Info("level processed", "level", level, "messages", len(msgs), "runs", res.Runs, "ticks", res.Ticks, "took_ms", took.Milliseconds(), "state_hash", rec.StateHash)
 	n.batcher.included(in)
 	n.publish(rec)
 	return nil
