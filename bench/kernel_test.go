@@ -26,7 +26,7 @@ type kernelStep struct {
 	MsPerSubDAG    float64 `json:"kernel_ms_per_sub_dag"`
 	UsPerTx        float64 `json:"kernel_us_per_tx"`
 	BytesPerTx     float64 `json:"bytes_posted_per_tx"`
-	SigShare       float64 `json:"signature_share"` // of kernel time, estimated from the tips checked
+	SigShare       float64 `json:"signature_share"`    // of kernel time, estimated from the tips checked
 	MticksPerSub   float64 `json:"mticks_per_sub_dag"` // millions of ticks (octez's tick model, internal/wasmmeter)
 }
 

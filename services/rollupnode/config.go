@@ -52,10 +52,10 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:           ":8932",
-		L1:               "http://127.0.0.1:20000",
-		MaxBatchSize:     tezos.MaxOperationSize - 1024,
-		ReinjectAfter:    5,
+		Listen:          ":8932",
+		L1:              "http://127.0.0.1:20000",
+		MaxBatchSize:    tezos.MaxOperationSize - 1024,
+		ReinjectAfter:   5,
 		KernelTickLimit: pvm.DefaultTickLimit,
 		KernelSlowLevel: config.Duration{Duration: 10 * time.Second},
 	}

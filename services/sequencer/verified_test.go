@@ -172,7 +172,9 @@ func TestPostingSurvivesFailures(t *testing.T) {
 func TestPostingInTurns(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{})
 	turn := func(i int) func(*sequencer.Config) {
-		return func(c *sequencer.Config) { c.PostTurn, c.PostTurns, c.PostWindow, c.PostFailover = i, 2, 10, 2*time.Second }
+		return func(c *sequencer.Config) {
+			c.PostTurn, c.PostTurns, c.PostWindow, c.PostFailover = i, 2, 10, 2*time.Second
+		}
 	}
 	seqA, a, _ := s.SequencerWith(t, turn(0))
 	seqB, b, stopB := s.SequencerWith(t, turn(1))
