@@ -12,6 +12,11 @@ import (
 // software floating point) and links it. dir is the module directory the
 // package path is relative to.
 func Build(ctx context.Context, dir, pkg string) ([]byte, error) {
+	return BuildWith(ctx, dir, pkg, Options{})
+}
+
+// BuildWith is Build with link options.
+func BuildWith(ctx context.Context, dir, pkg string, opts Options) ([]byte, error) {
 	tmp, err := os.MkdirTemp("", "dsn-kernel-*")
 	if err != nil {
 		return nil, err
@@ -28,5 +33,5 @@ func Build(ctx context.Context, dir, pkg string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Link(raw)
+	return LinkWith(raw, opts)
 }

@@ -2,6 +2,7 @@ package wasmlink
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/tezos-dsn/dsn/internal/wasmbin"
 )
@@ -17,7 +18,18 @@ const (
 )
 
 // Link rewrites a Go wasip1 c-shared module into a PVM kernel.
-func Link(wasm []byte) ([]byte, error) {
+func Link(wasm []byte) ([]byte, error) { return LinkWith(wasm, Options{}) }
+
+// Options adjust Link.
+type Options struct {
+	// KeepNames keeps the function names of the module's "name" section
+	// (renumbered), for profiles (`dsn kernel run --profile`); the PVM
+	// ignores custom sections, but they cost L1 bytes at origination.
+	KeepNames bool
+}
+
+// LinkWith is Link with options.
+func LinkWith(wasm []byte, opts Options) ([]byte, error) {
 	secs, err := parseSections(wasm)
 	if err != nil {
 		return nil, err
@@ -33,11 +45,15 @@ func Link(wasm []byte) ([]byte, error) {
 		start    = int64(-1)
 		elems    []byte
 		others   = map[byte][]byte{}
+		names    map[uint32]string // function names of the "name" section, by old index
 	)
 	for _, s := range secs {
 		r := wasmbin.NewReader(s.body, ErrUnsupported)
 		switch s.id {
-		case 0: // custom: dropped
+		case 0: // custom: dropped, but for function names when asked
+			if opts.KeepNames && r.Name() == "name" && r.Err == nil {
+				names = functionNames(r.B[r.Off:])
+			}
 		case 1:
 			for n := r.ULEB(32); n > 0 && r.Err == nil; n-- {
 				if r.Byte() != 0x60 {
@@ -268,7 +284,59 @@ func Link(wasm []byte) ([]byte, error) {
 	if b, ok := others[11]; ok {
 		out = append(out, sectionBytes(11, b)...)
 	}
+	if opts.KeepNames {
+		renamed := map[uint32]string{memmoveIdx: "dsn.memmove", memfillIdx: "dsn.memfill", wrapperIdx: "dsn.kernel_run"}
+		for old, name := range names {
+			if int(old) < len(oldToNew) {
+				renamed[oldToNew[old]] = name
+			}
+		}
+		for i, im := range wasi {
+			renamed[wasiBase+uint32(i)] = "dsn.wasi." + im.name
+		}
+		out = append(out, nameSection(renamed)...)
+	}
 	return out, nil
+}
+
+// functionNames reads the function-name subsection (1) of a "name" custom
+// section's payload; what does not decode is left out.
+func functionNames(b []byte) map[uint32]string {
+	names := map[uint32]string{}
+	r := wasmbin.NewReader(b, ErrUnsupported)
+	for r.More() && r.Err == nil {
+		id := r.Byte()
+		sub := r.Bytes(r.ULEB(32))
+		if r.Err != nil || id != 1 {
+			continue
+		}
+		sr := wasmbin.NewReader(sub, ErrUnsupported)
+		for n := sr.ULEB(32); n > 0 && sr.Err == nil; n-- {
+			idx := uint32(sr.ULEB(32))
+			name := sr.Name()
+			if sr.Err == nil {
+				names[idx] = name
+			}
+		}
+	}
+	return names
+}
+
+// nameSection encodes a "name" custom section with function names, in
+// ascending index order as the format asks.
+func nameSection(names map[uint32]string) []byte {
+	idx := make([]uint32, 0, len(names))
+	for i := range names {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	sub := vec(nil, len(idx))
+	for _, i := range idx {
+		sub = str(uleb(sub, uint64(i)), names[i])
+	}
+	body := str(nil, "name")
+	body = append(uleb(append(body, 1), uint64(len(sub))), sub...)
+	return sectionBytes(0, body)
 }
 
 // rewriteElems remaps the function indices of MVP element segments.

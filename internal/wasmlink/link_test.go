@@ -18,6 +18,7 @@ import (
 	crypto "github.com/tezos-dsn/dsn/internal/crypto/bls"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/pvm"
+	"github.com/tezos-dsn/dsn/internal/wasmbin"
 )
 
 var (
@@ -201,4 +202,64 @@ func TestCertificateVerificationInsideThePVM(t *testing.T) {
 			t.Fatalf("message %d: %q, want %q", id, v, want)
 		}
 	}
+}
+
+// With KeepNames the linked kernel carries its functions' names,
+// renumbered: the PVM still accepts it, and the names of the kernel's own
+// code, of the runtime and of the linker's helpers sit at indices of the
+// linked module's functions.
+func TestLinkKeepsFunctionNames(t *testing.T) {
+	k, err := BuildWith(context.Background(), "../..", "./kernel/examples/echo", Options{KeepNames: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pvm.Validate(k); err != nil {
+		t.Fatalf("pvm.Validate: %v", err)
+	}
+	secs, err := parseSections(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names map[uint32]string
+	var nFuncs, nImports uint64
+	entry := int64(-1)
+	for _, s := range secs {
+		r := wasmbin.NewReader(s.body, ErrUnsupported)
+		switch s.id {
+		case 7:
+			for n := r.ULEB(32); n > 0 && r.Err == nil; n-- {
+				name, kind, idx := r.Name(), r.Byte(), r.ULEB(32)
+				if name == "kernel_run" && kind == 0 {
+					entry = int64(idx)
+				}
+			}
+		case 0:
+			if r.Name() == "name" {
+				names = functionNames(r.B[r.Off:])
+			}
+		case 2:
+			nImports = r.ULEB(32)
+		case 3:
+			nFuncs = r.ULEB(32)
+		}
+	}
+	byName := map[string]uint32{}
+	for i, n := range names {
+		if uint64(i) >= nImports+nFuncs {
+			t.Fatalf("name %q at index %d, past the %d functions", n, i, nImports+nFuncs)
+		}
+		byName[n] = i
+	}
+	for _, want := range []string{"main.kernelRun", "runtime.mallocgc", "dsn.memmove", "dsn.kernel_run"} {
+		if _, ok := byName[want]; !ok {
+			t.Errorf("no function named %q among %d names", want, len(names))
+		}
+	}
+	if int64(byName["dsn.kernel_run"]) != entry {
+		t.Fatalf("kernel_run is function %d, the name says %d", entry, byName["dsn.kernel_run"])
+	}
+	if plain := echoKernel(t); len(k) <= len(plain) {
+		t.Fatalf("with names %d bytes, without %d", len(k), len(plain))
+	}
+	t.Logf("%d function names, %d bytes (%d without)", len(names), len(k), len(echoKernel(t)))
 }
