@@ -7,11 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 	"unicode/utf8"
 
 	"github.com/tezos-dsn/dsn/internal/pvm"
 	"github.com/tezos-dsn/dsn/internal/tezos"
+	"github.com/tezos-dsn/dsn/internal/wasmmeter"
 )
 
 func kernelRunCommand() command {
@@ -27,6 +29,7 @@ func runKernel(ctx context.Context, args []string) error {
 	dump := fs.String("dump", "", "print the durable storage under this path as JSON at the end (e.g. /)")
 	tickLimit := fs.Uint64("tick-limit", pvm.DefaultTickLimit, "ticks one kernel_run may take (the protocol's ticks_per_snapshot); a run that reaches it is stuck")
 	ticks := fs.Bool("ticks", false, "print the ticks of each kernel_run and of each level (octez's tick model: internal/wasmmeter)")
+	profile := fs.Int("profile", 0, "print the N functions with the most ticks of their own in each level (names need a kernel built with --names); implies --ticks")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,6 +58,9 @@ func runKernel(ctx context.Context, args []string) error {
 		return fmt.Errorf("--tick-limit must be positive")
 	}
 	cfg.PreimagesDir, cfg.TickLimit = *preimages, *tickLimit
+	cfg.Profile = *profile > 0
+	*ticks = *ticks || *profile > 0
+	names, _ := wasmmeter.FunctionNames(wasm)
 	p, err := pvm.New(ctx, cfg, nil)
 	if err != nil {
 		return err
@@ -102,6 +108,9 @@ func runKernel(ctx context.Context, args []string) error {
 			}
 			fmt.Printf(", %s\n", res.Elapsed.Round(time.Microsecond))
 		}
+		if *profile > 0 {
+			printProfile(res.Profile, res.Ticks, names, *profile)
+		}
 	}
 	if *dump != "" {
 		out := map[string]string{}
@@ -131,4 +140,25 @@ func printable(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// printProfile prints the n functions with the most ticks of their own.
+func printProfile(prof map[uint32]uint64, total uint64, names map[uint32]string, n int) {
+	idx := make([]uint32, 0, len(prof))
+	for i := range prof {
+		idx = append(idx, i)
+	}
+	sort.Slice(idx, func(a, b int) bool {
+		if prof[idx[a]] != prof[idx[b]] {
+			return prof[idx[a]] > prof[idx[b]]
+		}
+		return idx[a] < idx[b]
+	})
+	for _, i := range idx[:min(n, len(idx))] {
+		name := names[i]
+		if name == "" {
+			name = fmt.Sprintf("$%d", i)
+		}
+		fmt.Printf("  %14d ticks %5.1f %%  %s\n", prof[i], 100*float64(prof[i])/float64(max(total, 1)), name)
+	}
 }

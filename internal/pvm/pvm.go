@@ -54,7 +54,10 @@ type Config struct {
 	// Unmetered runs kernels without counting ticks and without a limit:
 	// for benchmarks that measure what metering costs, never for a rollup
 	// (a runaway kernel then never stops).
-	Unmetered      bool
+	Unmetered bool
+	// Profile also counts each function's own ticks (LevelResult.Profile),
+	// for tools (`dsn kernel run --profile`): the kernel runs slower.
+	Profile        bool
 	MaxMemoryPages uint32 // linear memory limit, in 64 KiB pages
 	MaxDebugBytes  int    // write_debug output kept per level
 }
@@ -121,6 +124,9 @@ type LevelResult struct {
 	Stuck     string   // why a run failed (empty if none)
 	StateHash [32]byte
 	Elapsed   time.Duration // wall time of the level's runs (alerts only: never a verdict)
+	// Profile, with Config.Profile: each function's own ticks in the
+	// level, by function index (names: wasmmeter.FunctionNames).
+	Profile map[uint32]uint64
 }
 
 // RunLevel feeds one L1 level to the kernel (see Execute) and commits the
@@ -152,12 +158,15 @@ func (p *PVM) Execute(ctx context.Context, level uint32, timestamp int64, predec
 	}
 	p.run = st
 	res := &LevelResult{Level: level}
+	if p.cfg.Profile {
+		res.Profile = map[uint32]uint64{}
+	}
 	start := time.Now()
 	p.durable.Delete(PathTooManyReboot)
 	for reboots := 0; ; reboots++ {
 		p.durable.Set(PathRebootCounter, le32(uint32(MaxReboots-reboots)))
 		res.Runs++
-		ticks, err := p.kernelRun(ctx)
+		ticks, err := p.kernelRun(ctx, res.Profile)
 		res.RunTicks = append(res.RunTicks, ticks)
 		res.Ticks += ticks
 		if err != nil {
@@ -189,9 +198,10 @@ func le32(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16),
 var errNoKernel = errors.New("pvm: no kernel at " + PathBoot)
 
 // kernelRun instantiates the boot kernel afresh, calls kernel_run and
-// returns the ticks it took. A kernel that does not validate or link falls
-// back to the last good one.
-func (p *PVM) kernelRun(ctx context.Context) (uint64, error) {
+// returns the ticks it took (adding each function's own to prof, if not
+// nil). A kernel that does not validate or link falls back to the last
+// good one.
+func (p *PVM) kernelRun(ctx context.Context, prof map[uint32]uint64) (uint64, error) {
 	mod, err := p.loadKernel(ctx, PathBoot)
 	if err != nil {
 		p.durable.Set(PathUpgradeError, []byte(err.Error()))
@@ -218,6 +228,17 @@ func (p *PVM) kernelRun(ctx context.Context) (uint64, error) {
 	var ticks uint64
 	if !p.cfg.Unmetered {
 		ticks = inst.ExportedGlobal(wasmmeter.CounterExport).Get()
+	}
+	if prof != nil {
+		for i := uint32(len(mod.ImportedFunctions())); ; i++ {
+			g := inst.ExportedGlobal(wasmmeter.ProfileExport(i))
+			if g == nil {
+				break
+			}
+			if t := g.Get(); t > 0 {
+				prof[i] += t
+			}
+		}
 	}
 	// The meter checks at function entries and loop headers; a run that
 	// returns past the limit after its last check is out of ticks too.
@@ -258,7 +279,11 @@ func (p *PVM) loadKernel(ctx context.Context, path string) (wazero.CompiledModul
 	metered := wasm
 	if !p.cfg.Unmetered {
 		var err error
-		if metered, err = wasmmeter.Instrument(wasm, wasmmeter.Octez, p.tickLimit()); err != nil {
+		instrument := wasmmeter.Instrument
+		if p.cfg.Profile {
+			instrument = wasmmeter.InstrumentProfile
+		}
+		if metered, err = instrument(wasm, wasmmeter.Octez, p.tickLimit()); err != nil {
 			return nil, fmt.Errorf("meter: %w", err)
 		}
 	}

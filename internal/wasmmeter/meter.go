@@ -51,6 +51,10 @@
 // in dead code or in blocks that take parameters. Nothing else changes:
 // function, global, table and memory indices, imports, exports (one is
 // added), element and data segments, custom sections.
+//
+// For tools, InstrumentProfile also adds each block's cost to a counter of
+// its function (its self ticks), one more global and export per defined
+// function; FunctionNames reads the names a profile is shown with.
 package wasmmeter
 
 import (
@@ -75,6 +79,11 @@ var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 
 // return too). The instrumented module behaves like the original as long as
 // the limit is not exceeded.
 func Instrument(wasm []byte, costs Costs, limit uint64) ([]byte, error) {
+	return instrumentModule(wasm, costs, limit, false)
+}
+
+// instrumentModule is Instrument, or with profile InstrumentProfile.
+func instrumentModule(wasm []byte, costs Costs, limit uint64, profile bool) ([]byte, error) {
 	secs, err := wasmbin.Sections(wasm, errModule)
 	if err != nil {
 		return nil, err
@@ -88,7 +97,11 @@ func Instrument(wasm []byte, costs Costs, limit uint64) ([]byte, error) {
 		exportSec   = -1
 		codeSec     = -1
 		seen        = map[byte]bool{}
+		exports     map[string]bool // the existing export names, if profile
 	)
+	if profile {
+		exports = map[string]bool{}
+	}
 	for i, s := range secs {
 		if s.ID == 0 {
 			continue
@@ -137,8 +150,12 @@ func Instrument(wasm []byte, costs Costs, limit uint64) ([]byte, error) {
 			globalSec = i
 		case 7:
 			for n := r.U32(); n > 0 && r.Err == nil; n-- {
-				if r.Name() == CounterExport {
+				name := r.Name()
+				if name == CounterExport {
 					r.Fail("already exports %s", CounterExport)
+				}
+				if exports != nil {
+					exports[name] = true
 				}
 				r.Byte()
 				r.U32()
@@ -151,7 +168,19 @@ func Instrument(wasm []byte, costs Costs, limit uint64) ([]byte, error) {
 			return nil, fmt.Errorf("section %d: %w", s.ID, r.Err)
 		}
 	}
+	// The tick counter, then with profile one counter per defined function.
 	counter := globals
+	counters := []uint64{counter}
+	nglobals := 1
+	if profile {
+		nglobals += len(funcTypes)
+		for i := range funcTypes {
+			if name := ProfileExport(uint32(importFuncs) + uint32(i)); exports[name] {
+				return nil, fmt.Errorf("%w: already exports %s", errModule, name)
+			}
+		}
+		counters = append(counters, 0)
+	}
 
 	var code []byte
 	if codeSec >= 0 {
@@ -172,7 +201,10 @@ func Instrument(wasm []byte, costs Costs, limit uint64) ([]byte, error) {
 			} else {
 				return nil, fmt.Errorf("%w: function %d: type %d out of range", errModule, importFuncs+uint64(i), t)
 			}
-			nb, err := instrumentBody(body, costs, limit, counter, np)
+			if profile {
+				counters[1] = counter + 1 + uint64(i)
+			}
+			nb, err := instrumentBody(body, costs, limit, np, counters)
 			if err != nil {
 				return nil, fmt.Errorf("function %d: %w", importFuncs+uint64(i), err)
 			}
@@ -188,23 +220,29 @@ func Instrument(wasm []byte, costs Costs, limit uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d functions without code", errModule, len(funcTypes))
 	}
 
-	// The new global and its export.
+	// The new globals, appended after the existing ones, and their exports.
 	newGlobal := []byte{0x7e, 0x01, 0x42, 0x00, 0x0b} // mut i64 = i64.const 0
-	globalBody := append(uleb(nil, 1), newGlobal...)
+	globalBody := uleb(nil, uint64(nglobals))
 	if globalSec >= 0 {
 		r := wasmbin.NewReader(secs[globalSec].Body, errModule)
 		n := r.U32()
-		globalBody = append(append(uleb(nil, uint64(n)+1), secs[globalSec].Body[r.Off:]...), newGlobal...)
+		globalBody = append(uleb(nil, uint64(n)+uint64(nglobals)), secs[globalSec].Body[r.Off:]...)
 	}
-	exportBody := uleb(nil, 1)
-	exportTail := uleb(append(str(nil, CounterExport), 0x03), counter)
+	for range nglobals {
+		globalBody = append(globalBody, newGlobal...)
+	}
+	exportBody := uleb(nil, uint64(nglobals))
 	if exportSec >= 0 {
 		r := wasmbin.NewReader(secs[exportSec].Body, errModule)
 		n := r.U32()
-		exportBody = uleb(nil, uint64(n)+1)
+		exportBody = uleb(nil, uint64(n)+uint64(nglobals))
 		exportBody = append(exportBody, secs[exportSec].Body[r.Off:]...)
 	}
-	exportBody = append(exportBody, exportTail...)
+	exportBody = uleb(append(str(exportBody, CounterExport), 0x03), counter)
+	for i := 1; i < nglobals; i++ {
+		name := ProfileExport(uint32(importFuncs) + uint32(i-1))
+		exportBody = uleb(append(str(exportBody, name), 0x03), counter+uint64(i))
+	}
 
 	out := append(make([]byte, 0, len(wasm)+len(wasm)/2+64), wasm[:8]...)
 	globalDone, exportDone := false, false
@@ -256,8 +294,11 @@ func cuts(op byte) bool {
 	return false
 }
 
-// instrumentBody meters one function body (locals and expression).
-func instrumentBody(body []byte, costs Costs, limit, counter, params uint64) ([]byte, error) {
+// instrumentBody meters one function body (locals and expression): each
+// block's cost is added to every global of counters, and counters[0] is
+// checked against limit.
+func instrumentBody(body []byte, costs Costs, limit, params uint64, counters []uint64) ([]byte, error) {
+	counter := counters[0]
 	r := wasmbin.NewReader(body, errModule)
 	var locals uint64
 	for n := r.U32(); n > 0 && r.Err == nil; n-- {
@@ -309,11 +350,13 @@ func instrumentBody(body []byte, costs Costs, limit, counter, params uint64) ([]
 			cost = addSat(cost, costs.Ticks(in.Op, in.Sub))
 		}
 		if cost > 0 {
-			out = append(out, 0x23)
-			out = uleb(out, counter)
-			out = sleb(append(out, 0x42), int64(cost))
-			out = append(out, 0x7c, 0x24)
-			out = uleb(out, counter)
+			for _, g := range counters {
+				out = append(out, 0x23)
+				out = uleb(out, g)
+				out = sleb(append(out, 0x42), int64(cost))
+				out = append(out, 0x7c, 0x24)
+				out = uleb(out, g)
+			}
 		}
 		if entry || header {
 			out = append(out, 0x23)

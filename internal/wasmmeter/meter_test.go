@@ -14,6 +14,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/tezos-dsn/dsn/internal/wasmbin"
 )
 
 // ---- a small module assembler for the tests ----
@@ -163,6 +165,9 @@ type outcome struct {
 	trap    bool
 	ticks   uint64 // the counter, if the module is metered
 	memory  []byte // the first 64 bytes of the exported memory, if any
+	// profile holds the self-tick counters of functions 0 to 63 that the
+	// module exports (it is empty unless it was instrumented with profile).
+	profile map[uint32]uint64
 }
 
 // run instantiates wasm in a fresh runtime and calls fn with args.
@@ -200,6 +205,12 @@ func run(t testing.TB, wasm []byte, fn string, args ...uint64) outcome {
 	}
 	if g := mod.ExportedGlobal(CounterExport); g != nil {
 		o.ticks = g.Get()
+	}
+	o.profile = map[uint32]uint64{}
+	for i := uint32(0); i < 64; i++ {
+		if g := mod.ExportedGlobal(ProfileExport(i)); g != nil {
+			o.profile[i] = g.Get()
+		}
 	}
 	if mem := mod.ExportedMemory("memory"); mem != nil {
 		o.memory, _ = mem.Read(0, 64)
@@ -490,67 +501,111 @@ func kernels(t testing.TB) []string {
 	return files
 }
 
+// TestKernels instruments the test kernels, plain and with profile: the
+// output compiles, instantiates with its counters at 0 and validates.
 func TestKernels(t *testing.T) {
 	ctx := context.Background()
 	validate, _ := exec.LookPath("wasm-validate")
 	for _, f := range kernels(t) {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			wasm, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			metered := instrument(t, wasm, Octez, 11_000_000_000)
-			cfg := wazero.NewRuntimeConfigInterpreter().WithCoreFeatures(api.CoreFeaturesV2 | api.CoreFeatureSignExtensionOps)
-			r := wazero.NewRuntimeWithConfig(ctx, cfg)
-			defer r.Close(ctx)
-			if _, err := r.CompileModule(ctx, wasm); err != nil {
-				t.Skipf("the original does not compile: %v", err)
-			}
-			cm, err := r.CompileModule(ctx, metered)
-			if err != nil {
-				t.Fatalf("instrumented: %v", err)
-			}
-			// Instantiate with stub host functions and look at the counter.
-			stubs := map[string]wazero.HostModuleBuilder{}
-			for _, d := range cm.ImportedFunctions() {
-				modName, name, _ := d.Import()
-				if stubs[modName] == nil {
-					stubs[modName] = r.NewHostModuleBuilder(modName)
-				}
-				nres := len(d.ResultTypes())
-				stubs[modName].NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, _ api.Module, stack []uint64) {
-					clear(stack[:nres])
-				}), d.ParamTypes(), d.ResultTypes()).Export(name)
-			}
-			for _, b := range stubs {
-				if _, err := b.Instantiate(ctx); err != nil {
+		for _, mode := range []struct {
+			name       string
+			instrument func([]byte, Costs, uint64) ([]byte, error)
+		}{{"plain", Instrument}, {"profile", InstrumentProfile}} {
+			t.Run(filepath.Base(f)+"/"+mode.name, func(t *testing.T) {
+				wasm, err := os.ReadFile(f)
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			mod, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig())
-			if err != nil {
-				t.Fatalf("instantiate: %v", err)
-			}
-			if g, ok := mod.ExportedGlobal(CounterExport).(api.MutableGlobal); !ok || g.Type() != api.ValueTypeI64 || g.Get() != 0 {
-				t.Fatalf("counter export: %v", mod.ExportedGlobal(CounterExport))
-			}
-			t.Run("wasm-validate", func(t *testing.T) {
-				if validate == "" {
-					t.Skip("wasm-validate is not installed")
-				}
-				tmp := filepath.Join(t.TempDir(), "m.wasm")
-				if err := os.WriteFile(tmp, metered, 0o644); err != nil {
+				metered, err := mode.instrument(wasm, Octez, 11_000_000_000)
+				if err != nil {
 					t.Fatal(err)
 				}
-				if out, err := exec.Command(validate, tmp).CombinedOutput(); err != nil {
-					if exec.Command(validate, f).Run() != nil {
-						t.Skip("wasm-validate refuses the original too")
+				cfg := wazero.NewRuntimeConfigInterpreter().WithCoreFeatures(api.CoreFeaturesV2 | api.CoreFeatureSignExtensionOps)
+				r := wazero.NewRuntimeWithConfig(ctx, cfg)
+				defer r.Close(ctx)
+				if _, err := r.CompileModule(ctx, wasm); err != nil {
+					t.Skipf("the original does not compile: %v", err)
+				}
+				cm, err := r.CompileModule(ctx, metered)
+				if err != nil {
+					t.Fatalf("instrumented: %v", err)
+				}
+				mod, err := r.InstantiateModule(ctx, cm, stubHosts(t, ctx, r, cm))
+				if err != nil {
+					t.Fatalf("instantiate: %v", err)
+				}
+				if g, ok := mod.ExportedGlobal(CounterExport).(api.MutableGlobal); !ok || g.Type() != api.ValueTypeI64 || g.Get() != 0 {
+					t.Fatalf("counter export: %v", mod.ExportedGlobal(CounterExport))
+				}
+				// With profile, a counter for each defined function, none
+				// for the imported ones.
+				imported := uint32(len(cm.ImportedFunctions()))
+				defined := definedFuncs(t, wasm)
+				if mode.name == "plain" {
+					defined = 0
+				}
+				for i := uint32(0); i < imported+defined+1; i++ {
+					g, ok := mod.ExportedGlobal(ProfileExport(i)).(api.MutableGlobal)
+					if want := i >= imported && i < imported+defined; ok != want || ok && (g.Type() != api.ValueTypeI64 || g.Get() != 0) {
+						t.Fatalf("function %d (%d imported, %d defined): counter %v", i, imported, defined, mod.ExportedGlobal(ProfileExport(i)))
 					}
-					t.Fatalf("wasm-validate: %v\n%s", err, out)
 				}
+				t.Run("wasm-validate", func(t *testing.T) {
+					if validate == "" {
+						t.Skip("wasm-validate is not installed")
+					}
+					tmp := filepath.Join(t.TempDir(), "m.wasm")
+					if err := os.WriteFile(tmp, metered, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					if out, err := exec.Command(validate, tmp).CombinedOutput(); err != nil {
+						if exec.Command(validate, f).Run() != nil {
+							t.Skip("wasm-validate refuses the original too")
+						}
+						t.Fatalf("wasm-validate: %v\n%s", err, out)
+					}
+				})
 			})
-		})
+		}
 	}
+}
+
+// stubHosts instantiates, for the imports of cm, host functions that return
+// zeros, and returns the configuration to instantiate cm with.
+func stubHosts(t testing.TB, ctx context.Context, r wazero.Runtime, cm wazero.CompiledModule) wazero.ModuleConfig {
+	t.Helper()
+	stubs := map[string]wazero.HostModuleBuilder{}
+	for _, d := range cm.ImportedFunctions() {
+		modName, name, _ := d.Import()
+		if stubs[modName] == nil {
+			stubs[modName] = r.NewHostModuleBuilder(modName)
+		}
+		nres := len(d.ResultTypes())
+		stubs[modName].NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(_ context.Context, _ api.Module, stack []uint64) {
+			clear(stack[:nres])
+		}), d.ParamTypes(), d.ResultTypes()).Export(name)
+	}
+	for _, b := range stubs {
+		if _, err := b.Instantiate(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return wazero.NewModuleConfig()
+}
+
+// definedFuncs is the number of functions the module defines.
+func definedFuncs(t testing.TB, wasm []byte) uint32 {
+	t.Helper()
+	secs, err := wasmbin.Sections(wasm, errModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secs {
+		if s.ID == 3 {
+			return wasmbin.NewReader(s.Body, errModule).U32()
+		}
+	}
+	return 0
 }
 
 func TestSpinKernel(t *testing.T) {
@@ -588,6 +643,7 @@ func FuzzInstrument(f *testing.F) {
 	f.Cleanup(func() { r.Close(ctx) })
 	f.Fuzz(func(t *testing.T, b []byte) {
 		out, err := Instrument(b, Octez, 1000)
+		prof, perr := InstrumentProfile(b, Octez, 1000)
 		if err != nil {
 			return
 		}
@@ -599,6 +655,16 @@ func FuzzInstrument(f *testing.F) {
 		cm, err := r.CompileModule(ctx, out)
 		if err != nil {
 			t.Fatalf("the original compiles, the instrumented module does not: %v", err)
+		}
+		cm.Close(ctx)
+		if perr != nil { // only for a clash with an existing export
+			if !strings.Contains(perr.Error(), "already exports "+profilePrefix) {
+				t.Fatalf("Instrument succeeds, InstrumentProfile fails: %v", perr)
+			}
+			return
+		}
+		if cm, err = r.CompileModule(ctx, prof); err != nil {
+			t.Fatalf("the original compiles, the profiled module does not: %v", err)
 		}
 		cm.Close(ctx)
 	})
