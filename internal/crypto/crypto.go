@@ -90,17 +90,23 @@ func (sk *SecretKey) Sign(msg []byte) Signature {
 // of large order: a small-order key would let signatures verify for
 // messages nobody signed, so a committee must not contain one.
 func ValidatePublicKey(pk PublicKey) error {
+	_, err := decodePublicKey(pk)
+	return err
+}
+
+// decodePublicKey validates pk (as ValidatePublicKey) and returns its point.
+func decodePublicKey(pk PublicKey) (*edwards25519.Point, error) {
 	p, err := new(edwards25519.Point).SetBytes(pk[:])
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidPublicKey, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalidPublicKey, err)
 	}
 	if !bytes.Equal(p.Bytes(), pk[:]) {
-		return fmt.Errorf("%w: non-canonical encoding", ErrInvalidPublicKey)
+		return nil, fmt.Errorf("%w: non-canonical encoding", ErrInvalidPublicKey)
 	}
 	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
-		return fmt.Errorf("%w: small order", ErrInvalidPublicKey)
+		return nil, fmt.Errorf("%w: small order", ErrInvalidPublicKey)
 	}
-	return nil
+	return p, nil
 }
 
 // Verify checks one signature under the ZIP-215 rules.
@@ -122,10 +128,10 @@ type KeySet struct {
 func NewKeySet(pks []PublicKey) (*KeySet, error) {
 	ks := &KeySet{keys: append([]PublicKey(nil), pks...)}
 	for i, pk := range pks {
-		if err := ValidatePublicKey(pk); err != nil {
+		p, err := decodePublicKey(pk)
+		if err != nil {
 			return nil, fmt.Errorf("key %d: %w", i, err)
 		}
-		p, _ := new(edwards25519.Point).SetBytes(pk[:])
 		ks.points = append(ks.points, p)
 	}
 	return ks, nil
