@@ -180,15 +180,6 @@ func New(cfg Config, v *narwhal.Verifier, self narwhal.AuthorityID, key *crypto.
 }
 
 func (p *Primary) recover() error {
-	for i := range p.lastVote {
-		if v, ok := p.st.Get(store.VoteKey(uint16(i))); ok {
-			if len(v) != 8+narwhal.DigestSize {
-				return fmt.Errorf("vote record of %d: %d bytes", i, len(v))
-			}
-			p.lastVote[i].round = binary.BigEndian.Uint64(v)
-			copy(p.lastVote[i].digest[:], v[8:])
-		}
-	}
 	var err error
 	p.st.Scan(store.CertificateKey(p.gcRound+1, 0), store.PrefixEnd([]byte{store.PrefixCertificate}), func(_, v []byte) bool {
 		var c *narwhal.Certificate
@@ -253,34 +244,48 @@ func (p *Primary) recover() error {
 	return nil
 }
 
-// Signed is what a node has signed: its last vote's round for each author
-// and its last proposed header's round. The runtime keeps it outside the
-// store (a store rolled back or lost — a truncated WAL, a restored copy —
-// may forget a signature, and signing again there signs twice for one
-// round) and hands it back with SetSigned after a restart.
+// Signed is what a node has signed: its last vote for each author (round
+// and header digest) and its last proposed header's round. The runtime
+// keeps it outside the store, synced before the messages that carry a new
+// signature leave, and hands it back with SetSigned after a restart. It is
+// where votes live (the store keeps none): a voter's step then syncs one
+// small file rather than the store too, and a store rolled back or lost —
+// a truncated WAL, a restored copy — cannot make the node sign twice.
 type Signed struct {
-	Proposed uint64
-	Votes    []uint64 // by author
+	Proposed    uint64
+	Votes       []uint64         // by author: the round of the last vote
+	VoteDigests []narwhal.Digest // by author: the header it voted for (zero: unknown)
 }
 
 // SetSigned makes the primary sign nothing new at or below what rec says
 // it signed: no vote for an author at or below its round, no header at or
 // below the proposed round. It abstains only where it has signed already,
 // so the committee's progress does not depend on it.
+//
+// A vote whose digest the record holds is restored as the last vote: a
+// header that asks for it again gets the same vote (without it, votes lost
+// in flight when the node stopped could leave a round without a quorum).
 func (p *Primary) SetSigned(rec Signed) {
 	p.proposeFloor = rec.Proposed
 	for a := range p.voteFloor {
 		if a < len(rec.Votes) {
 			p.voteFloor[a] = rec.Votes[a]
+			if a < len(rec.VoteDigests) && rec.VoteDigests[a] != (narwhal.Digest{}) && rec.Votes[a] >= p.lastVote[a].round {
+				p.lastVote[a] = voteRecord{round: rec.Votes[a], digest: rec.VoteDigests[a]}
+			}
 		}
 	}
 }
 
 // Signed returns what this node has signed (see Signed).
 func (p *Primary) Signed() Signed {
-	rec := Signed{Proposed: max(p.round, p.proposeFloor), Votes: make([]uint64, len(p.lastVote))}
+	rec := Signed{Proposed: max(p.round, p.proposeFloor), Votes: make([]uint64, len(p.lastVote)),
+		VoteDigests: make([]narwhal.Digest, len(p.lastVote))}
 	for a, lv := range p.lastVote {
 		rec.Votes[a] = max(lv.round, p.voteFloor[a])
+		if lv.round >= p.voteFloor[a] {
+			rec.VoteDigests[a] = lv.digest
+		}
 	}
 	return rec
 }

@@ -15,14 +15,15 @@ import (
 var testCfg = Config{MaxHeaderDelay: 10, RetryTicks: 5, MaxHeaderPayload: 100, MaxResponseCertificates: 100}
 
 type fixture struct {
-	t     *testing.T
-	c     *narwhal.Committee
-	v     *narwhal.Verifier
-	keys  []*crypto.SecretKey
-	st    *store.Memory
-	p     *Primary
-	have  map[narwhal.Digest]bool
-	certs map[uint64][]*narwhal.Certificate // rounds built by certify
+	t      *testing.T
+	c      *narwhal.Committee
+	v      *narwhal.Verifier
+	keys   []*crypto.SecretKey
+	st     *store.Memory
+	p      *Primary
+	have   map[narwhal.Digest]bool
+	certs  map[uint64][]*narwhal.Certificate // rounds built by certify
+	signed Signed                            // the signing record, kept beside the store
 }
 
 func newFixture(t *testing.T, n int, self narwhal.AuthorityID) *fixture {
@@ -56,10 +57,18 @@ func (f *fixture) restart(self narwhal.AuthorityID) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	f.p.SetSigned(f.signed)
 }
 
-// apply persists an output, as the runtime would.
-func (f *fixture) apply(out Output) Output { f.st.Apply(out.Writes); return out }
+// apply persists an output, as the runtime would: the writes to the
+// store, and what was signed to the signing record beside it.
+func (f *fixture) apply(out Output) Output {
+	f.st.Apply(out.Writes)
+	if out.SignedChanged {
+		f.signed = f.p.Signed()
+	}
+	return out
+}
 
 // header builds a header of author for round with the fixture's certificates of round-1 as parents.
 func (f *fixture) header(author narwhal.AuthorityID, round uint64, payload ...narwhal.Digest) *narwhal.Header {
@@ -121,8 +130,8 @@ func TestVoterVotesOncePerAuthorAndRound(t *testing.T) {
 	if err != nil || len(votesIn(out)) != 1 {
 		t.Fatalf("first header: err %v, %d votes", err, len(votesIn(out)))
 	}
-	if len(out.Writes) == 0 {
-		t.Fatal("the vote must be persisted before it is sent")
+	if !out.SignedChanged || f.p.Signed().VoteDigests[1] != h.Digest() {
+		t.Fatal("the vote must go to the signing record before it is sent")
 	}
 	// The same header again (a retry): the same vote again.
 	out, err = f.p.Receive(1, &narwhal.HeaderMsg{Header: *h})
@@ -136,11 +145,16 @@ func TestVoterVotesOncePerAuthorAndRound(t *testing.T) {
 	if !errors.Is(err, ErrEquivocation) || len(votesIn(out)) != 0 {
 		t.Fatalf("equivocation: err %v votes %d", err, len(votesIn(out)))
 	}
-	// Even after a restart from the store.
+	// Even after a restart, from the signing record; and the first
+	// header still gets the same vote again.
 	f.restart(0)
 	out, err = f.p.Receive(1, &narwhal.HeaderMsg{Header: *h2})
 	if !errors.Is(err, ErrEquivocation) || len(votesIn(out)) != 0 {
 		t.Fatalf("equivocation after restart: err %v votes %d", err, len(votesIn(out)))
+	}
+	out, err = f.p.Receive(1, &narwhal.HeaderMsg{Header: *h})
+	if err != nil || len(votesIn(out)) != 1 || votesIn(out)[0].Header != h.Digest() {
+		t.Fatalf("retry after restart: err %v votes %v", err, votesIn(out))
 	}
 }
 

@@ -1,12 +1,10 @@
 package primary
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/tezos-dsn/dsn/internal/crypto"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
-	"github.com/tezos-dsn/dsn/internal/store"
 )
 
 // onHeader handles a vote request. The voter signs at most one header per
@@ -129,11 +127,11 @@ func (p *Primary) tryVote(out *Output, author narwhal.AuthorityID) error {
 	if h.Round <= p.voteFloor[author] {
 		return nil // voted at this round before a store loss (SetSigned): perhaps for another header
 	}
+	// The vote lives in the signing record (Signed), which the runtime
+	// syncs before the vote leaves; the store keeps no votes.
 	out.SignedChanged = true
 	d := h.Digest()
 	p.lastVote[author] = voteRecord{round: h.Round, digest: d}
-	rec := binary.BigEndian.AppendUint64(nil, h.Round)
-	out.Writes = append(out.Writes, store.Put(store.VoteKey(uint16(author)), append(rec, d[:]...)))
 	p.sendVote(out, h, d)
 	return nil
 }

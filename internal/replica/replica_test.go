@@ -8,6 +8,7 @@ import (
 
 	"github.com/tezos-dsn/dsn/internal/crypto"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/primary"
 	"github.com/tezos-dsn/dsn/internal/store"
 )
 
@@ -51,7 +52,8 @@ type cluster struct {
 	keys     []*crypto.SecretKey
 	cfg      Config
 	stores   []*store.Memory
-	reps     []*Replica // nil = crashed
+	signed   []primary.Signed // each replica's signing record, kept beside its store
+	reps     []*Replica       // nil = crashed
 	inflight []flight
 	acked    map[uint64]bool
 	subdags  [][]*CommittedSubDAG
@@ -89,6 +91,9 @@ func (cl *cluster) start(i int) {
 	if err != nil {
 		cl.t.Fatalf("start %d: %v", i, err)
 	}
+	if i < len(cl.signed) {
+		r.SetSigned(cl.signed[i])
+	}
 	cl.reps[i] = r
 	cl.apply(i, r.Start())
 }
@@ -98,6 +103,12 @@ func (cl *cluster) crash(i int) { cl.reps[i] = nil }
 // apply carries out an Output in contract order: writes, then messages.
 func (cl *cluster) apply(i int, out Output) {
 	cl.stores[i].Apply(out.Writes)
+	if out.SignedChanged {
+		for len(cl.signed) <= i {
+			cl.signed = append(cl.signed, primary.Signed{})
+		}
+		cl.signed[i] = cl.reps[i].Signed()
+	}
 	for _, e := range out.Messages {
 		if int(e.To) == i {
 			cl.t.Fatalf("replica %d sent a message to itself", i)

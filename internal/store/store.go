@@ -44,15 +44,16 @@ func Del(key []byte) Write { return Write{Key: key, Delete: true} }
 // so that byte order is numeric order.
 const (
 	PrefixBatch        = 'b' // b | digest            -> canonical batch
-	PrefixPending      = 'p' // p | seq u64           -> batch digest acknowledged but not yet committed
+	PrefixPending      = 'p' // p | seq u64           -> own batch digest sealed but not yet committed
 	PrefixLastProposed = 'h' // h                     -> canonical header this node last proposed
-	PrefixVote         = 'v' // v | author u16        -> round u64 | header digest (last vote for that author)
-	PrefixCertificate  = 'c' // c | round u64 | author u16 -> canonical certificate
-	PrefixCertDigest   = 'd' // d | digest            -> round u64 | author u16
-	PrefixSubDAG       = 's' // s | index u64         -> committed sub-DAG record
-	PrefixConsensus    = 'w' // w                     -> Bullshark state (watermarks, last index)
-	PrefixMissing      = 'm' // m | digest            -> author u16 | round u64: a batch of a committed certificate not stored yet
-	PrefixAudited      = 'a' // a                     -> index u64: committed sub-DAGs up to it have every batch stored or marked missing
+	// 'v' held the last vote per author; votes now live in the signing
+	// record (primary.Signed), and older stores' 'v' keys are ignored.
+	PrefixCertificate = 'c' // c | round u64 | author u16 -> canonical certificate
+	PrefixCertDigest  = 'd' // d | digest            -> round u64 | author u16
+	PrefixSubDAG      = 's' // s | index u64         -> committed sub-DAG record
+	PrefixConsensus   = 'w' // w                     -> Bullshark state (watermarks, last index)
+	PrefixMissing     = 'm' // m | digest            -> author u16 | round u64: a batch of a committed certificate not stored yet
+	PrefixAudited     = 'a' // a                     -> index u64: committed sub-DAGs up to it have every batch stored or marked missing
 )
 
 // BatchKey names a stored batch.
@@ -63,9 +64,6 @@ func PendingKey(seq uint64) []byte { return binary.BigEndian.AppendUint64([]byte
 
 // LastProposedKey names the last proposed header.
 func LastProposedKey() []byte { return []byte{PrefixLastProposed} }
-
-// VoteKey names the last vote given to an author.
-func VoteKey(author uint16) []byte { return binary.BigEndian.AppendUint16([]byte{PrefixVote}, author) }
 
 // CertificateKey names the certificate of (round, author).
 func CertificateKey(round uint64, author uint16) []byte {

@@ -11,27 +11,33 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/primary"
 )
 
-// The signing record (primary.Signed: the round of this node's last vote
-// for each author and of its last proposed header) lives in its own file,
-// SIGNED, outside the store: a store that loses writes — a truncated WAL,
-// a restored copy — must not make the node sign twice for one round. It is
-// written before the messages that carry a new signature leave (the
-// committer syncs it next to the store's writes), and read at start
-// (Replica.SetSigned).
+// The signing record (primary.Signed: this node's last vote for each
+// author, round and header digest, and the round of its last proposed
+// header) lives in its own file, SIGNED, outside the store: a store that
+// loses writes — a truncated WAL, a restored copy — must not make the node
+// sign twice for one round, and votes live here alone. It is written before
+// the messages that carry a new signature leave (the committer syncs it
+// after the store's writes), and read at start (Replica.SetSigned).
 //
 // Format: two slots of slotSize bytes, written in turn; a slot is
-// seq u64 ‖ proposed u64 ‖ count u16 ‖ vote round u64 × count ‖ CRC-32C of
-// what precedes. Each write goes to the slot the last one did not use and
-// is synced, so a write torn by a crash leaves the other, older slot: and
-// the messages of a write that did not complete never left.
+// seq u64 ‖ proposed u64 ‖ count u16 ‖ (vote round u64 ‖ header digest)
+// × count ‖ CRC-32C of what precedes. Each write goes to the slot the last
+// one did not use and is synced, so a write torn by a crash leaves the
+// other, older slot: and the messages of a write that did not complete
+// never left. A file of the first format (rounds without digests, slots of
+// slotSizeV1) is rewritten in this one when opened.
 const signedFile = "SIGNED"
 
-const maxSignedAuthors = 1024
+const maxSignedAuthors = narwhal.MaxCommitteeSize
 
-const slotSize = 8 + 8 + 2 + 8*maxSignedAuthors + 4
+const slotSize = 8 + 8 + 2 + (8+narwhal.DigestSize)*maxSignedAuthors + 4
+
+// slotSizeV1 is the first format's slot: rounds only, for 1,024 authors.
+const slotSizeV1 = 8 + 8 + 2 + 8*1024 + 4
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -52,41 +58,96 @@ func openSigned(dir string) (*signedLog, primary.Signed, error) {
 	if err != nil {
 		return nil, primary.Signed{}, fmt.Errorf("signing record %s: %w", path, err)
 	}
-	buf := make([]byte, 2*slotSize)
-	n, err := f.ReadAt(buf, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
+	buf, err := io.ReadAll(f)
+	if err != nil {
 		f.Close()
 		return nil, primary.Signed{}, fmt.Errorf("signing record %s: %w", path, err)
+	}
+	v1 := len(buf) == 2*slotSizeV1
+	size, entry := slotSize, 8+narwhal.DigestSize
+	if v1 {
+		size, entry = slotSizeV1, 8
 	}
 	l := &signedLog{f: f}
 	var best primary.Signed
 	found := false
 	for slot := 0; slot < 2; slot++ {
-		b := buf[slot*slotSize : (slot+1)*slotSize]
-		if n < (slot+1)*slotSize {
+		if len(buf) <= slot*size {
 			continue
 		}
-		seq, rec, ok := decodeSlot(b)
+		seq, rec, ok := decodeSlot(buf[slot*size:min(len(buf), (slot+1)*size)], entry)
 		if ok && (!found || seq > l.seq) {
 			l.seq, best, found = seq, rec, true
 		}
 	}
-	if n > 0 && !found {
+	if len(buf) > 0 && !found {
 		f.Close()
-		return nil, primary.Signed{}, fmt.Errorf("%w: %s: no valid slot in %d bytes; if the store is intact, move the file aside (the node then trusts the store's own record)", ErrSignedDamaged, path, n)
+		return nil, primary.Signed{}, fmt.Errorf("%w: %s: no valid slot in %d bytes; if the store is intact, move the file aside (the node then trusts the store's own record)", ErrSignedDamaged, path, len(buf))
+	}
+	if v1 { // rewrite it in the current format, atomically
+		f.Close()
+		if l.f, err = migrateSigned(path, l.seq, best); err != nil {
+			return nil, primary.Signed{}, err
+		}
+		l.seq++
 	}
 	return l, best, nil
 }
 
-func decodeSlot(b []byte) (uint64, primary.Signed, bool) {
+// migrateSigned writes rec as the only slot of a new-format file beside
+// path, syncs it and renames it over path.
+func migrateSigned(path string, seq uint64, rec primary.Signed) (*os.File, error) {
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("signing record %s: %w", tmp, err)
+	}
+	l := &signedLog{f: f, seq: seq}
+	if err := l.write(rec); err == nil {
+		err = os.Rename(tmp, path)
+		if err == nil {
+			err = syncDir(filepath.Dir(path))
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("signing record %s: %w", path, err)
+		}
+		return f, nil
+	} else {
+		f.Close()
+		return nil, err
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// decodeSlot reads one slot whose vote entries are entry bytes long (a
+// round, then a digest unless entry is 8).
+func decodeSlot(b []byte, entry int) (uint64, primary.Signed, bool) {
+	if len(b) < 18 {
+		return 0, primary.Signed{}, false
+	}
 	count := int(binary.BigEndian.Uint16(b[16:]))
-	end := 18 + 8*count
-	if count > maxSignedAuthors || binary.BigEndian.Uint32(b[end:]) != crc32.Checksum(b[:end], castagnoli) {
+	end := 18 + entry*count
+	if end+4 > len(b) || binary.BigEndian.Uint32(b[end:]) != crc32.Checksum(b[:end], castagnoli) {
 		return 0, primary.Signed{}, false
 	}
 	rec := primary.Signed{Proposed: binary.BigEndian.Uint64(b[8:]), Votes: make([]uint64, count)}
+	if entry > 8 {
+		rec.VoteDigests = make([]narwhal.Digest, count)
+	}
 	for a := range rec.Votes {
-		rec.Votes[a] = binary.BigEndian.Uint64(b[18+8*a:])
+		rec.Votes[a] = binary.BigEndian.Uint64(b[18+entry*a:])
+		if entry > 8 {
+			copy(rec.VoteDigests[a][:], b[18+entry*a+8:])
+		}
 	}
 	return binary.BigEndian.Uint64(b), rec, true
 }
@@ -97,19 +158,24 @@ func (l *signedLog) write(rec primary.Signed) error {
 		return fmt.Errorf("signing record: %d authors", len(rec.Votes))
 	}
 	l.seq++
-	b := make([]byte, slotSize)
+	b := make([]byte, 18+(8+narwhal.DigestSize)*len(rec.Votes)+4)
 	binary.BigEndian.PutUint64(b, l.seq)
 	binary.BigEndian.PutUint64(b[8:], rec.Proposed)
 	binary.BigEndian.PutUint16(b[16:], uint16(len(rec.Votes)))
+	const entry = 8 + narwhal.DigestSize
 	for a, r := range rec.Votes {
-		binary.BigEndian.PutUint64(b[18+8*a:], r)
+		binary.BigEndian.PutUint64(b[18+entry*a:], r)
+		if a < len(rec.VoteDigests) {
+			copy(b[18+entry*a+8:], rec.VoteDigests[a][:])
+		}
 	}
-	end := 18 + 8*len(rec.Votes)
+	end := 18 + entry*len(rec.Votes)
 	binary.BigEndian.PutUint32(b[end:], crc32.Checksum(b[:end], castagnoli))
-	if _, err := l.f.WriteAt(b, int64(l.seq%2)*slotSize); err != nil {
+	// Only the slot's used part is written (the checksum covers just it).
+	if _, err := l.f.WriteAt(b[:end+4], int64(l.seq%2)*slotSize); err != nil {
 		return fmt.Errorf("signing record: %w", err)
 	}
-	// The file's size is set by the first writes: data sync suffices.
+	// Data sync: it also syncs the file's size when a write extends it.
 	if err := syscall.Fdatasync(int(l.f.Fd())); err != nil {
 		return fmt.Errorf("signing record: %w", err)
 	}

@@ -126,9 +126,6 @@ func TestOpenRefusesLostCommittedState(t *testing.T) {
 			d := batchOf(t, dir, rec)
 			return []store.Write{store.Del(store.BatchKey(d)), store.Put(store.MissingKey(d), make([]byte, 10))}
 		}, ""},
-		{"vote unreadable", func(*testing.T, string, bullshark.Record) []store.Write {
-			return []store.Write{store.Put(store.VoteKey(2), []byte("short"))}
-		}, "key v/2 (last vote for authority 2)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")

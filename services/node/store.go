@@ -474,24 +474,11 @@ func checkStore(db *pebble.DB, fs vfs.FS, dir string, signed primary.Signed) (st
 		}
 		own.Proposed = h.Round
 	}
-	for a := range narwhal.MaxCommitteeSize {
-		raw, ok, err := get(store.VoteKey(uint16(a)))
-		if err == nil && ok && len(raw) != 8+narwhal.DigestSize {
-			err = fmt.Errorf("%d bytes", len(raw))
-		}
-		if err != nil {
-			return sc, damaged(dir, fmt.Sprintf("key v/%d (last vote for authority %d)", a, a), err)
-		}
-		var r uint64
-		if ok {
-			r = binary.BigEndian.Uint64(raw)
-		}
-		own.Votes = append(own.Votes, r)
-	}
 	// The signing record is written after the store's writes of the same
-	// group, so an intact store is never behind it; one that is lost
-	// writes it had synced (a truncated WAL, an older copy) and may lack
-	// committed state or forget batches it proposed.
+	// group, so an intact store is never behind its last proposed header;
+	// one that is lost writes it had synced (a truncated WAL, an older
+	// copy) and may lack committed state or forget batches it proposed.
+	// (Votes live in the signing record alone.)
 	if behind := signedBehind(own, signed); behind != "" {
 		return sc, damaged(dir, "store against the signing record "+signedFile, errors.New(behind))
 	}
