@@ -44,6 +44,13 @@ func runSequencer(ctx context.Context, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("service", "sequencer")
+	// The API's address is taken first: the nodes of --mock-consensus
+	// listen on ports the OS picks, and must not take it.
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	defer lis.Close()
 	var eps []sequencer.Endpoint
 	var mockCommittee *narwhal.Committee
 	if *mockConsensus != 0 {
@@ -110,10 +117,6 @@ func runSequencer(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Close()
-	lis, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", *listen, err)
-	}
 	go s.Follow(ctx)
 	if cfg.Rollup != "" || cfg.MockRollup != nil {
 		go s.Post(ctx)

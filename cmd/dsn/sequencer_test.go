@@ -34,6 +34,11 @@ func TestSequencerMockConsensus(t *testing.T) {
 		for len(ids) < 20 {
 			resp, err := http.Post("http://"+addr+"/v1/transactions", "application/octet-stream", bytes.NewReader(fmt.Appendf(nil, "run %d tx %d", run, len(ids))))
 			if err != nil {
+				select {
+				case err := <-done:
+					t.Fatalf("run %d: the sequencer stopped: %v", run, err)
+				default:
+				}
 				if time.Now().After(deadline) {
 					t.Fatalf("run %d: the sequencer does not answer: %v", run, err)
 				}
