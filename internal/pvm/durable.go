@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/tezos-dsn/dsn/internal/pebblefatal"
 	"golang.org/x/crypto/blake2b"
 )
 
@@ -104,6 +106,7 @@ type Durable struct {
 	root    *node
 	journal []change
 	db      *pebble.DB // nil: memory only
+	fatal   *pebblefatal.Signal
 }
 
 // change marks a path whose final state must reach the disk: its value

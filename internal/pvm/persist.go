@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble"
+
+	"github.com/tezos-dsn/dsn/internal/pebblefatal"
 )
 
 // On disk, the value at durable path P is stored under key "v" ‖ P; the
@@ -43,11 +45,13 @@ var (
 // OpenDurable loads durable storage persisted in dir (empty if new) and
 // returns it with the last committed level (0 if none).
 func OpenDurable(dir string) (*Durable, uint32, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	fatal := pebblefatal.New(dir)
+	db, err := pebble.Open(dir, &pebble.Options{Logger: fatal.Logger()})
 	if err != nil {
 		return nil, 0, fmt.Errorf("open durable storage %s: %w", dir, err)
 	}
 	d := NewDurable()
+	d.fatal = fatal
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{'v'}, UpperBound: []byte{'w'}})
 	if err != nil {
 		db.Close()
@@ -99,7 +103,12 @@ func (d *Durable) CommitWith(level uint32, records map[string][]byte) error {
 		return nil
 	}
 	b := d.db.NewBatch()
-	defer b.Close()
+	committing := false
+	defer func() {
+		if !committing { // Commit takes the batch
+			b.Close()
+		}
+	}()
 	for k, v := range records {
 		if err := b.Set(recordKey(k), v, nil); err != nil {
 			return err
@@ -145,7 +154,10 @@ func (d *Durable) CommitWith(level uint32, records map[string][]byte) error {
 	if err := b.Set(keyHash, h[:], nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	// A failed write or sync is fatal inside pebble: the error comes back
+	// here (pebblefatal), and the caller stops, never a panic.
+	committing = true
+	if err := d.fatal.Commit(b, pebble.Sync); err != nil {
 		return fmt.Errorf("commit durable storage: %w", err)
 	}
 	d.journal = d.journal[:0]
@@ -157,17 +169,7 @@ func (d *Durable) Close() error {
 	if d.db == nil {
 		return nil
 	}
-	err := d.db.Close()
+	err := d.fatal.Close(d.db.Close)
 	d.db = nil
 	return err
-}
-
-// quietLogger drops pebble's informational messages; errors surface as
-// return values.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tezos-dsn/dsn/internal/bullshark"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/internal/pebblefatal"
 	"github.com/tezos-dsn/dsn/internal/primary"
 	"github.com/tezos-dsn/dsn/internal/store"
 )
@@ -70,48 +71,21 @@ type pebbleStore struct {
 	db      *pebble.DB
 	dir     string
 	closed  bool
-	fatal   *fatalSignal
+	fatal   *pebblefatal.Signal
 	checked storeCheck // what the start-up check covered (zero for a new store)
-}
-
-// fatalSignal holds the first fatal store error.
-type fatalSignal struct {
-	once sync.Once
-	err  error
-	ch   chan struct{} // closed once err is set
-}
-
-func (f *fatalSignal) set(err error) {
-	f.once.Do(func() {
-		f.err = err
-		close(f.ch)
-	})
-}
-
-// failAndPark records err as fatal and never returns.
-func (f *fatalSignal) failAndPark(err error) {
-	f.set(err)
-	select {}
 }
 
 // Fatal returns a channel closed after a fatal store error, and that error
 // once it is closed.
-func (s *pebbleStore) Fatal() (<-chan struct{}, error) {
-	select {
-	case <-s.fatal.ch:
-		return s.fatal.ch, s.fatal.err
-	default:
-		return s.fatal.ch, nil
-	}
-}
+func (s *pebbleStore) Fatal() (<-chan struct{}, error) { return s.fatal.Fatal() }
 
-func pebbleOptions(dir string, fs vfs.FS, fatal *fatalSignal, readOnly bool) *pebble.Options {
+func pebbleOptions(fs vfs.FS, fatal *pebblefatal.Signal, readOnly bool) *pebble.Options {
 	// NB: batches dominate the writes (every node stores every batch). A
 	// larger memtable and a higher L0 stop threshold keep compactions from
 	// stalling the event loop's synced writes under load.
 	return &pebble.Options{
 		FS:                          fs,
-		Logger:                      pebbleLogger{dir: dir, fatal: fatal},
+		Logger:                      fatal.Logger(),
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       4,
@@ -132,13 +106,13 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
-	fatal := &fatalSignal{ch: make(chan struct{})}
+	fatal := pebblefatal.New(dir)
 	isNew, err := newDataDir(fs, dir)
 	if err != nil {
 		return nil, err
 	}
 	if isNew {
-		opts := pebbleOptions(dir, fs, fatal, false)
+		opts := pebbleOptions(fs, fatal, false)
 		opts.ErrorIfNotExists = false
 		db, err := pebble.Open(dir, opts)
 		if err != nil {
@@ -154,7 +128,7 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	ro, err := pebble.Open(dir, pebbleOptions(dir, fs, fatal, true))
+	ro, err := pebble.Open(dir, pebbleOptions(fs, fatal, true))
 	if err != nil {
 		return nil, damaged(dir, "pebble open (read-only)", err)
 	}
@@ -165,7 +139,7 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 	if checkErr != nil {
 		return nil, checkErr
 	}
-	db, err := pebble.Open(dir, pebbleOptions(dir, fs, fatal, false))
+	db, err := pebble.Open(dir, pebbleOptions(fs, fatal, false))
 	if err != nil {
 		return nil, damaged(dir, "pebble open", err)
 	}
@@ -508,7 +482,7 @@ func checkTable(fs vfs.FS, path string) error {
 // readFailed stops the node on a read error: a node that cannot read its
 // own state must not go on, and must not take "unreadable" for "absent".
 func (s *pebbleStore) readFailed(key []byte, err error) {
-	s.fatal.failAndPark(fmt.Errorf("store in %s: read key %x: %w; %s", s.dir, key, err, storeRemedy))
+	s.fatal.FailAndPark(fmt.Errorf("store in %s: read key %x: %w; %s", s.dir, key, err, storeRemedy))
 }
 
 // Get implements store.Reader. A read error other than "not found" stops
@@ -599,46 +573,15 @@ func (s *pebbleStore) Apply(ws []store.Write) error {
 			return fmt.Errorf("store batch: %w", err)
 		}
 	}
-	// NB: the commit runs on a goroutine of its own. A failed commit is
-	// fatal inside pebble (Fatalf parks the goroutine that called it), and
-	// Apply must still return, and release the store's lock, so that the
-	// node stops and closes the store cleanly.
-	done := make(chan error, 1)
-	go func() { done <- b.Commit(pebble.Sync) }()
-	fatal, _ := s.Fatal()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("store in %s: commit: %w", s.dir, err)
-		}
-		return nil
-	case <-fatal:
-		_, err := s.Fatal()
-		return err
-	}
+	// A failed commit is fatal inside pebble, which parks the committing
+	// goroutine; Apply still returns (pebblefatal.Commit), and releases the
+	// store's lock, so that the node stops and closes the store cleanly.
+	return s.fatal.Commit(b, pebble.Sync)
 }
 
-// closeAfterFatal bounds Close after a fatal error: a goroutine parked
-// inside the store may hold its lock or pebble's, and the process is about
-// to exit.
-const closeAfterFatal = 5 * time.Second
-
-// Close closes the store. After a fatal error it gives up after
-// closeAfterFatal and leaves the store open (pebble's lock stays held
-// until the process exits).
-func (s *pebbleStore) Close() error {
-	if _, fatal := s.Fatal(); fatal == nil {
-		return s.close()
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.close() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(closeAfterFatal):
-		return fmt.Errorf("store in %s: close after a fatal error did not finish in %s", s.dir, closeAfterFatal)
-	}
-}
+// Close closes the store; after a fatal error it gives up after a few
+// seconds (pebblefatal.Signal.Close).
+func (s *pebbleStore) Close() error { return s.fatal.Close(s.close) }
 
 func (s *pebbleStore) close() error {
 	s.mu.Lock()
@@ -648,24 +591,6 @@ func (s *pebbleStore) close() error {
 	}
 	s.closed = true
 	return s.db.Close()
-}
-
-// pebbleLogger drops pebble's informational chatter (errors surface
-// through return values) and turns Fatalf into the node's clean stop.
-type pebbleLogger struct {
-	dir   string
-	fatal *fatalSignal
-}
-
-func (pebbleLogger) Infof(string, ...any)  {}
-func (pebbleLogger) Errorf(string, ...any) {}
-
-// Fatalf records the error as the store's fatal error and parks the
-// calling goroutine: it must not return (pebble goes on as if the failed
-// operation succeeded, e.g. a commit whose WAL write failed) and must not
-// panic (the node stops cleanly, with the directory and the cause).
-func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.fatal.failAndPark(fmt.Errorf("store in %s: %s", l.dir, fmt.Sprintf(format, args...)))
 }
 
 // loadCertificate returns a stored certificate's canonical bytes and value.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
+	"github.com/tezos-dsn/dsn/internal/pebblefatal"
+
 	"github.com/tezos-dsn/dsn/internal/tezos"
 )
 
@@ -30,19 +32,24 @@ var errCorrupt = errors.New("sandbox: corrupt store")
 
 // store is the sandbox's durable chain. Reads may run concurrently with
 // the baker's writes (pebble is safe for that).
+//
+// A failed write or sync is fatal inside pebble: commit then returns the
+// error (pebblefatal), and the sandbox stops with it, never a panic.
 type store struct {
-	db *pebble.DB
+	db    *pebble.DB
+	fatal *pebblefatal.Signal
 }
 
 func openStore(dir string) (*store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	fatal := pebblefatal.New(dir)
+	db, err := pebble.Open(dir, &pebble.Options{Logger: fatal.Logger()})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	return &store{db: db}, nil
+	return &store{db: db, fatal: fatal}, nil
 }
 
-func (s *store) close() error { return s.db.Close() }
+func (s *store) close() error { return s.fatal.Close(s.db.Close) }
 
 func blockKey(level int64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte{}, prefixBlock...), uint64(level))
@@ -56,26 +63,22 @@ func counterKey(src [20]byte) []byte { return append(append([]byte{}, prefixCoun
 // new head.
 func (s *store) commit(b *block) error {
 	batch := s.db.NewBatch()
-	defer batch.Close()
 	var u64 [8]byte
 	binary.BigEndian.PutUint64(u64[:], uint64(b.level))
-	if err := batch.Set(blockKey(b.level), encodeBlock(b), nil); err != nil {
-		return err
-	}
-	if err := batch.Set(hashKey(b.hash), u64[:], nil); err != nil {
-		return err
-	}
+	sets := [][2][]byte{{blockKey(b.level), encodeBlock(b)}, {hashKey(b.hash), u64[:]}}
 	for _, op := range b.ops {
 		var c [8]byte
 		binary.BigEndian.PutUint64(c[:], op.Contents.Counter)
-		if err := batch.Set(counterKey(op.Contents.Source), c[:], nil); err != nil {
+		sets = append(sets, [2][]byte{counterKey(op.Contents.Source), c[:]})
+	}
+	sets = append(sets, [2][]byte{keyHead, u64[:]})
+	for _, kv := range sets {
+		if err := batch.Set(kv[0], kv[1], nil); err != nil {
+			batch.Close()
 			return err
 		}
 	}
-	if err := batch.Set(keyHead, u64[:], nil); err != nil {
-		return err
-	}
-	if err := batch.Commit(pebble.Sync); err != nil {
+	if err := s.fatal.Commit(batch, pebble.Sync); err != nil {
 		return fmt.Errorf("commit level %d: %w", b.level, err)
 	}
 	return nil
@@ -194,14 +197,4 @@ func decodeBlock(level int64, v []byte) (*block, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", errCorrupt, len(rest))
 	}
 	return b, nil
-}
-
-// quietLogger drops pebble's informational chatter; errors still surface
-// through return values.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
 }
