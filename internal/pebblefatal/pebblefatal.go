@@ -13,6 +13,7 @@ package pebblefatal
 
 import (
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -85,7 +86,7 @@ func (s *Signal) Commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
 			// (a WAL that cannot be created when the memtable rotates): the
 			// store is as dead, and the caller gets the same kind of error.
 			if r := recover(); r != nil {
-				s.Fail(fmt.Errorf("store in %s: %v", s.dir, r))
+				s.Fail(fmt.Errorf("store in %s: panic in commit: %v\n%s", s.dir, r, debug.Stack()))
 			}
 		}()
 		err := b.Commit(opts)

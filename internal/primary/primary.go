@@ -146,8 +146,9 @@ type Primary struct {
 	lastPayloadRound uint64
 }
 
-// New returns a primary that resumes from st (last proposed header, votes,
-// certificates above gcRound, pending digests). hasBatch reports whether the
+// New returns a primary that resumes from st (last proposed header,
+// certificates above gcRound, pending digests); its votes come back with
+// SetSigned. hasBatch reports whether the
 // local worker stores a batch.
 func New(cfg Config, v *narwhal.Verifier, self narwhal.AuthorityID, key *crypto.SecretKey,
 	st store.Reader, hasBatch func(narwhal.Digest) bool, gcRound uint64) (*Primary, error) {

@@ -18,6 +18,7 @@
 // Durable layout (keys under the kernel's /dsn/ prefix):
 //
 //	committee      canonical narwhal.Committee (origination setup; never from the inbox)
+//	committee_ok   BLAKE2b-256 of the committee bytes the kernel validated (later levels skip it)
 //	gc_depth       u64, big-endian (setup)
 //	bullshark      Bullshark state (watermarks, last index)
 //	dag/<round>    the certificates of a round above the GC horizon: (digest ‖ u32 length ‖ canonical certificate)…
@@ -28,7 +29,7 @@
 //	head           u64: the last block
 //	ordering_hash  BLAKE2b-256(previous hash ‖ block n record), chained from 32 zero bytes
 //	da/…           the reassembler's pending chunks
-//	app/…          the Application's state (the reference one: count, bytes, hash)
+//	app/…          the Application's state (the reference one: count, bytes)
 package state
 
 import (
