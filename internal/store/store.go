@@ -54,7 +54,11 @@ const (
 	PrefixConsensus   = 'w' // w                     -> Bullshark state (watermarks, last index)
 	PrefixMissing     = 'm' // m | digest            -> author u16 | round u64: a batch of a committed certificate not stored yet
 	PrefixAudited     = 'a' // a                     -> index u64: committed sub-DAGs up to it have every batch stored or marked missing
+	PrefixGroup       = 'g' // g                     -> u64: the runtime's count of synced write groups (checked against its signing record)
 )
+
+// GroupKey names the runtime's write-group count.
+func GroupKey() []byte { return []byte{PrefixGroup} }
 
 // BatchKey names a stored batch.
 func BatchKey(digest [32]byte) []byte { return append([]byte{PrefixBatch}, digest[:]...) }

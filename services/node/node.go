@@ -191,10 +191,17 @@ func New(cfg *config.Node, log *slog.Logger, opts ...Option) (*Node, error) {
 		return nil, fmt.Errorf("recover replica: %w", err)
 	}
 	// What this node signed, kept outside the store: whatever the store
-	// forgot, the node signs nothing new at or below it.
-	// A new store (the old one moved aside, the record kept) starts from
-	// the record: nothing is signed twice.
-	rep.SetSigned(rec)
+	// forgot, the node signs nothing new at or below it. A new store (the
+	// old one moved aside, the record kept) starts from the record.
+	completeSigned(&rec, st, rep.Status().DAGRound, committee.Size(), log)
+	rep.SetSigned(rec.Signed)
+	// Recorded at once: what the replica recovered beyond the record (a
+	// header re-signed from the store) and what was derived or migrated.
+	if err := signed.write(rep.Signed(), st.group.Load()); err != nil {
+		signed.close()
+		st.Close()
+		return nil, fmt.Errorf("signing record: %w", err)
+	}
 	m := newMetrics()
 	tr, err := newTransport(narwhal.AuthorityID(self), committee, netKey, cfg.Network, log, m)
 	if err != nil {
@@ -556,7 +563,7 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 		// store is never behind it: checkStore) and before any message of the
 		// jobs leaves.
 		if failed == nil && signed != nil {
-			if err := n.signed.write(*signed); err != nil {
+			if err := n.signed.write(*signed, n.store.group.Load()); err != nil {
 				failed = fmt.Errorf("fatal: %w", err)
 				cancel(failed)
 			}

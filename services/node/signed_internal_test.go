@@ -4,13 +4,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/primary"
+	"github.com/tezos-dsn/dsn/internal/store"
 )
 
 // The signing record reads back the last record written; a torn write
@@ -26,7 +29,7 @@ func TestSigningRecord(t *testing.T) {
 	older := primary.Signed{Proposed: 7, Votes: []uint64{6, 7, 5, 0}, VoteDigests: []narwhal.Digest{d("a6"), d("b7"), d("c5"), {}}}
 	newer := primary.Signed{Proposed: 8, Votes: []uint64{8, 7, 8, 3}, VoteDigests: []narwhal.Digest{d("a8"), d("b7"), d("c8"), d("d3")}}
 	for _, r := range []primary.Signed{older, newer} {
-		if err := l.write(r); err != nil {
+		if err := l.write(r, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -80,7 +83,7 @@ func TestSigningRecordV1IsMigrated(t *testing.T) {
 	}
 	next := primary.Signed{Proposed: 10, Votes: []uint64{10, 8, 9}, VoteDigests: make([]narwhal.Digest, 3)}
 	next.VoteDigests[0] = narwhal.Hash([]byte("x"))
-	if err := l.write(next); err != nil {
+	if err := l.write(next, 0); err != nil {
 		t.Fatal(err)
 	}
 	l.close()
@@ -95,4 +98,66 @@ func TestSigningRecordV1IsMigrated(t *testing.T) {
 	if got.Proposed != 10 || !slices.Equal(got.Votes, next.Votes) || !slices.Equal(got.VoteDigests, next.VoteDigests) {
 		t.Fatalf("after migration: %+v", got)
 	}
+}
+
+// An existing store without its signing record: the node abstains up to
+// one round past the store's highest certificate (it can have signed
+// nothing beyond). A first-format record gets its digests from the
+// store's last votes, where their rounds agree.
+func TestCompleteSigned(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	committedStore(t, dir, 5, 4, 64)
+	st, err := openStore(dir, storeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.DiscardHandler)
+	rec := signedRecord{empty: true}
+	completeSigned(&rec, st, 20, 4, log)
+	if rec.Proposed != 21 || !slices.Equal(rec.Votes, []uint64{21, 21, 21, 21}) {
+		t.Fatalf("derived %+v", rec.Signed)
+	}
+	d := narwhal.Hash([]byte("voted"))
+	legacy := binary.BigEndian.AppendUint64(nil, 7)
+	if err := st.Apply([]store.Write{store.Put([]byte{'v', 0, 1}, append(legacy, d[:]...))}); err != nil {
+		t.Fatal(err)
+	}
+	old := signedRecord{Signed: primary.Signed{Proposed: 8, Votes: []uint64{0, 7, 6, 0}}, v1: true}
+	completeSigned(&old, st, 20, 4, log)
+	if old.VoteDigests[1] != d || old.VoteDigests[2] != (narwhal.Digest{}) || old.Votes[1] != 7 {
+		t.Fatalf("migrated %+v", old.Signed)
+	}
+	fresh := signedRecord{empty: true}
+	newDir := filepath.Join(t.TempDir(), "new")
+	ns, err := openStore(newDir, storeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	completeSigned(&fresh, ns, 0, 4, log)
+	if fresh.Proposed != 0 || len(fresh.Votes) != 0 {
+		t.Fatalf("a new store got floors %+v", fresh.Signed)
+	}
+}
+
+// A store that lost synced write groups is refused against the signing
+// record, even when it lost no proposal.
+func TestStoreBehindTheRecordsWriteGroupIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	committedStore(t, dir, 5, 4, 64)
+	st, err := openStore(dir, storeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := st.group.Load()
+	st.Close()
+	if _, err := openStore(dir, storeOptions{signed: signedRecord{group: g + 3}}); err == nil || !strings.Contains(err.Error(), "write groups") {
+		t.Fatalf("a store 3 groups behind its record: %v", err)
+	}
+	st, err = openStore(dir, storeOptions{signed: signedRecord{group: g}})
+	if err != nil {
+		t.Fatalf("a store level with its record: %v", err)
+	}
+	st.Close()
 }

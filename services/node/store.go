@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -54,7 +55,7 @@ func damaged(dir, what string, err error) error { return &damagedError{dir: dir,
 // (nil: the OS's; tests wrap it in vfs/errorfs).
 type storeOptions struct {
 	fs     vfs.FS
-	signed primary.Signed // the signing record: an existing store must not be behind it
+	signed signedRecord // the signing record: an existing store must not be behind it
 }
 
 // pebbleStore is the node's durable store: store.Reader for the cores, and
@@ -72,7 +73,9 @@ type pebbleStore struct {
 	dir     string
 	closed  bool
 	fatal   *pebblefatal.Signal
-	checked storeCheck // what the start-up check covered (zero for a new store)
+	existed bool          // opened on an existing store (not created)
+	group   atomic.Uint64 // synced write groups so far (store.GroupKey), one per Apply
+	checked storeCheck    // what the start-up check covered (zero for a new store)
 }
 
 // Fatal returns a channel closed after a fatal store error, and that error
@@ -122,7 +125,11 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 			db.Close()
 			return nil, err
 		}
-		return &pebbleStore{db: db, dir: dir, fatal: fatal}, nil
+		ps := &pebbleStore{db: db, dir: dir, fatal: fatal}
+		// A new store beside a kept signing record (--resync) counts its
+		// write groups on from the record's.
+		ps.group.Store(o.signed.group)
+		return ps, nil
 	}
 	walTail, err := checkFiles(fs, dir)
 	if err != nil {
@@ -148,7 +155,9 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 		return nil, err
 	}
 	sc.walTail = walTail
-	return &pebbleStore{db: db, dir: dir, fatal: fatal, checked: sc}, nil
+	ps := &pebbleStore{db: db, dir: dir, fatal: fatal, existed: true, checked: sc}
+	ps.group.Store(sc.group)
+	return ps, nil
 }
 
 // newDataDir reports whether dir holds nothing yet (a mount point's
@@ -311,6 +320,7 @@ type storeCheck struct {
 	tableBytes uint64
 	subDAGs    uint64
 	certs      int
+	group      uint64 // the store's write groups (store.GroupKey)
 	took       time.Duration
 }
 
@@ -319,7 +329,7 @@ type storeCheck struct {
 // committed sub-DAGs 1..last are all stored, each with its certificates;
 // the batches of the last one are stored or marked missing; the last
 // proposed header and the votes decode.
-func checkStore(db *pebble.DB, fs vfs.FS, dir string, signed primary.Signed) (storeCheck, error) {
+func checkStore(db *pebble.DB, fs vfs.FS, dir string, signed signedRecord) (storeCheck, error) {
 	start := time.Now()
 	var sc storeCheck
 	levels, err := db.SSTables()
@@ -439,6 +449,14 @@ func checkStore(db *pebble.DB, fs vfs.FS, dir string, signed primary.Signed) (st
 	sc.subDAGs = last
 	// What the store says this node signed, for the signing record.
 	var own primary.Signed
+	if raw, ok, err := get(store.GroupKey()); err != nil || ok && len(raw) != 8 {
+		if err == nil {
+			err = fmt.Errorf("%d bytes", len(raw))
+		}
+		return sc, damaged(dir, "key g (write groups)", err)
+	} else if ok {
+		sc.group = binary.BigEndian.Uint64(raw)
+	}
 	if raw, ok, err := get(store.LastProposedKey()); err != nil {
 		return sc, damaged(dir, "key h (last proposed header)", err)
 	} else if ok {
@@ -449,11 +467,14 @@ func checkStore(db *pebble.DB, fs vfs.FS, dir string, signed primary.Signed) (st
 		own.Proposed = h.Round
 	}
 	// The signing record is written after the store's writes of the same
-	// group, so an intact store is never behind its last proposed header;
-	// one that is lost writes it had synced (a truncated WAL, an older
-	// copy) and may lack committed state or forget batches it proposed.
-	// (Votes live in the signing record alone.)
-	if behind := signedBehind(own, signed); behind != "" {
+	// group, so an intact store is never behind it: not in its write
+	// groups, nor in its last proposed header. One that is lost writes it
+	// had synced (a truncated WAL, an older copy) and may lack committed
+	// state or batches it vouched for.
+	if signed.group > sc.group {
+		return sc, damaged(dir, "store against the signing record "+signedFile, fmt.Errorf("the store has %d write groups, the signing record was written after group %d: the store lost writes it had synced (a truncated WAL, an older copy)", sc.group, signed.group))
+	}
+	if behind := signedBehind(own, signed.Signed); behind != "" {
 		return sc, damaged(dir, "store against the signing record "+signedFile, errors.New(behind))
 	}
 	sc.took = time.Since(start)
@@ -561,6 +582,11 @@ func (s *pebbleStore) Apply(ws []store.Write) error {
 		return err
 	}
 	b := s.db.NewBatch()
+	group := s.group.Add(1)
+	if err := b.Set(store.GroupKey(), binary.BigEndian.AppendUint64(nil, group), nil); err != nil {
+		b.Close()
+		return fmt.Errorf("store batch: %w", err)
+	}
 	for _, w := range ws {
 		var err error
 		if w.Delete {
