@@ -281,6 +281,7 @@ func (p *poster) post(ctx context.Context, entries []state.Entry) error {
 	p.s.metrics.postedMsgs.Add(float64(len(msgs)))
 	p.s.metrics.postedBytes.Add(float64(bytes))
 	p.s.postedBytes.Add(uint64(bytes))
+	p.s.postedCerts.Add(uint64(len(entries)))
 	return nil
 }
 
@@ -406,6 +407,9 @@ func (blockStore) Delete(string)               {}
 
 // PostedBytes returns the bytes of inbox messages this sequencer posted.
 func (s *Sequencer) PostedBytes() uint64 { return s.postedBytes.Load() }
+
+// PostedCertificates returns how many certificates this sequencer posted.
+func (s *Sequencer) PostedCertificates() uint64 { return s.postedCerts.Load() }
 
 // TurnCertificatesTaken returns how many certificates of other
 // sequencers' turns this one posted because they were late.

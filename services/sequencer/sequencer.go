@@ -150,6 +150,7 @@ type Sequencer struct {
 	up      []bool           // node answered its last call
 
 	postedBytes atomic.Uint64 // bytes of inbox messages posted
+	postedCerts atomic.Uint64 // certificates posted
 	turnsTaken  atomic.Uint64 // certificates of others' turns posted
 
 	limit  *limiter

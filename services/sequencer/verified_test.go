@@ -168,12 +168,15 @@ func TestPostingSurvivesFailures(t *testing.T) {
 
 // Two sequencers taking turns post each window of rounds once between
 // them; when one stops, the other posts its turns after PostFailover, and
-// every transaction still lands once in the kernel's blocks.
+// every transaction still lands once in the kernel's blocks. (A turn late
+// by PostFailover is taken over by design, and a loaded machine — CI runs
+// packages side by side — can stall the rollup that long now and then: a
+// few certificates taken while both run is allowed, a quarter is not.)
 func TestPostingInTurns(t *testing.T) {
 	s := stacktest.Start(t, stacktest.Options{})
 	turn := func(i int) func(*sequencer.Config) {
 		return func(c *sequencer.Config) {
-			c.PostTurn, c.PostTurns, c.PostWindow, c.PostFailover = i, 2, 10, 2*time.Second
+			c.PostTurn, c.PostTurns, c.PostWindow, c.PostFailover = i, 2, 10, 5*time.Second
 		}
 	}
 	seqA, a, _ := s.SequencerWith(t, turn(0))
@@ -184,19 +187,19 @@ func TestPostingInTurns(t *testing.T) {
 	submit(b, 100, 100)
 	kernelHoldsOnce(t, s, submitted)
 	pa, pb := seqA.PostedBytes(), seqB.PostedBytes()
-	t.Logf("posted in turns: A %d bytes, B %d bytes", pa, pb)
-	if pa == 0 || pb == 0 || seqA.TurnCertificatesTaken() != 0 || seqB.TurnCertificatesTaken() != 0 {
-		t.Fatalf("turns not shared: A posted %d bytes and %d certificates of B's turns, B %d bytes and %d of A's",
-			pa, seqA.TurnCertificatesTaken(), pb, seqB.TurnCertificatesTaken())
+	ca, cb, ta, tb := seqA.PostedCertificates(), seqB.PostedCertificates(), seqA.TurnCertificatesTaken(), seqB.TurnCertificatesTaken()
+	t.Logf("posted in turns: A %d bytes, %d certificates (%d of B's turns); B %d bytes, %d certificates (%d of A's)", pa, ca, ta, pb, cb, tb)
+	if pa == 0 || pb == 0 || 4*ta > ca || 4*tb > cb {
+		t.Fatalf("turns not shared: A posted %d certificates, %d of them B's turns; B %d, %d of them A's", ca, ta, cb, tb)
 	}
 	stopB()
 	submit(a, 200, 100)
 	head := kernelHoldsOnce(t, s, submitted)
-	if seqA.TurnCertificatesTaken() == 0 {
+	if seqA.TurnCertificatesTaken() == ta {
 		t.Fatal("B stopped, yet A posted none of its turns")
 	}
 	t.Logf("B stopped: A posted %d more bytes, %d certificates of B's turns; %d transactions once in the kernel's %d blocks",
-		seqA.PostedBytes()-pa, seqA.TurnCertificatesTaken(), len(submitted), head)
+		seqA.PostedBytes()-pa, seqA.TurnCertificatesTaken()-ta, len(submitted), head)
 }
 
 // submitAll posts transactions <prefix>-<from>… to <from+n-1> through the
