@@ -82,6 +82,9 @@ func runKernel(b *testing.B, k []byte, committee *narwhal.Committee, dag []state
 		}
 		lo = hi
 	}
+	if err := p.Prepare(ctx); err != nil { // compiled once per kernel, not per level
+		b.Fatal(err)
+	}
 	start := time.Now()
 	level := uint32(1)
 	for lo := 0; lo < len(msgs); lo += 20 {

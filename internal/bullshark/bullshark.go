@@ -184,6 +184,32 @@ func (b *Bullshark) InsertKnown(c *narwhal.Certificate, d narwhal.Digest) error 
 	return nil
 }
 
+// InsertCommitted is recovery's InsertKnown for a certificate at or below
+// its author's last committed round (after Restore), given by its author,
+// round and digest d alone. Bullshark never orders such a certificate
+// again nor walks its parents: every walk (the support of a leader above
+// the committed round, the links between uncommitted leaders, a sub-DAG's
+// depth-first walk, which stops at the watermarks) reads the parents of
+// certificates above their authors' watermarks only. It keeps just its
+// identity, for the parent checks of later certificates and to catch an
+// equivocation, so the caller need not decode it (the kernel loads its DAG
+// at every level; most of it is below the watermarks).
+func (b *Bullshark) InsertCommitted(author narwhal.AuthorityID, round uint64, d narwhal.Digest) error {
+	if int(author) >= b.committee.Size() {
+		return fmt.Errorf("author %d: %w", author, ErrUnknownAuthor)
+	}
+	if round > b.lastCommitted[author] {
+		return fmt.Errorf("%w: round %d of author %d is above its last committed round %d", ErrBadState, round, author, b.lastCommitted[author])
+	}
+	c := &narwhal.Certificate{Header: narwhal.Header{Author: author, Round: round, Epoch: b.committee.Epoch}}
+	fresh, err := b.check(c, d)
+	if err != nil || !fresh {
+		return err
+	}
+	b.insert(c, d)
+	return nil
+}
+
 // ProcessCertificate inserts a causally complete certificate (every parent
 // processed before, unless the certificate is at most one round above the GC
 // horizon) and returns the sub-DAGs it commits, in order.

@@ -343,17 +343,44 @@ func TestSameSequenceForAnyCausalOrder(t *testing.T) {
 	}
 }
 
+// A crash at any point, recovered from the persisted state and the stored
+// certificates above the GC horizon in (round, author) order, continues
+// with the sequence of a run without the crash — whether recovery inserts
+// every certificate whole, or only the identity of those at or below
+// their author's watermark (InsertCommitted, as the kernel does).
 func TestRestoreContinuesIdentically(t *testing.T) {
 	c := committee(7)
-	rng := rand.New(rand.NewSource(99))
-	certs := causalOrder(rng, randomDAG(rng, c, specs[0]))
-	ref := run(t, c, 8, certs)
-	// Crash halfway: persist state, re-insert the certificates above the GC
-	// horizon in (round, author) order, continue with the rest.
+	for si, spec := range specs {
+		rng := rand.New(rand.NewSource(99 + int64(si)))
+		certs := causalOrder(rng, randomDAG(rng, c, spec))
+		ref := run(t, c, 8, certs)
+		for _, cut := range []int{len(certs) / 4, len(certs) / 2, 3 * len(certs) / 4} {
+			for _, identities := range []bool{false, true} {
+				got, stubs := restoreAt(t, c, certs, cut, identities)
+				if len(got) != len(ref) {
+					t.Fatalf("spec %d, crash at %d (identities %v): %d sub-DAGs after restore, %d without", si, cut, identities, len(got), len(ref))
+				}
+				for i := range got {
+					if !sameOrder(got[i], ref[i]) {
+						t.Fatalf("spec %d, crash at %d (identities %v): sub-DAG %d differs after restore", si, cut, identities, i+1)
+					}
+				}
+				if identities && stubs == 0 {
+					t.Fatalf("spec %d, crash at %d: no certificate was recovered by identity", si, cut)
+				}
+			}
+		}
+	}
+}
+
+// restoreAt runs certs[:cut], restores a fresh Bullshark from its state
+// and stored certificates, runs the rest, and returns every sub-DAG and how
+// many certificates were recovered by identity alone.
+func restoreAt(t *testing.T, c *narwhal.Committee, certs []*narwhal.Certificate, cut int, identities bool) ([]*CommittedSubDAG, int) {
+	t.Helper()
 	b := New(c, 8)
 	var got []*CommittedSubDAG
-	half := len(certs) / 2
-	for _, x := range certs[:half] {
+	for _, x := range certs[:cut] {
 		s, err := b.ProcessCertificate(x)
 		if err != nil {
 			t.Fatal(err)
@@ -368,35 +395,46 @@ func TestRestoreContinuesIdentically(t *testing.T) {
 	if err := b2.Restore(st); err != nil {
 		t.Fatal(err)
 	}
-	stored := slices.Clone(certs[:half])
+	stored := slices.Clone(certs[:cut])
 	slices.SortFunc(stored, func(x, y *narwhal.Certificate) int {
 		if x.Round() != y.Round() {
 			return int(x.Round()) - int(y.Round())
 		}
 		return int(x.Author()) - int(y.Author())
 	})
+	stubs := 0
 	for _, x := range stored {
-		if x.Round() > b2.GCRound() {
-			if err := b2.Insert(x); err != nil {
-				t.Fatalf("re-insert: %v", err)
+		if x.Round() <= b2.GCRound() {
+			continue
+		}
+		if identities && x.Round() <= b2.LastCommitted(x.Author()) {
+			stubs++
+			if err := b2.InsertCommitted(x.Author(), x.Round(), x.Digest()); err != nil {
+				t.Fatalf("re-insert by identity: %v", err)
+			}
+		} else if err := b2.Insert(x); err != nil {
+			t.Fatalf("re-insert: %v", err)
+		}
+	}
+	if identities {
+		// Above the watermark, identity alone is refused.
+		for _, x := range stored {
+			if x.Round() > b2.LastCommitted(x.Author()) {
+				if err := New(c, 8).InsertCommitted(x.Author(), x.Round(), x.Digest()); err == nil && x.Round() > 0 {
+					t.Fatal("InsertCommitted took a certificate above its author's watermark")
+				}
+				break
 			}
 		}
 	}
-	for _, x := range certs[half:] {
+	for _, x := range certs[cut:] {
 		s, err := b2.ProcessCertificate(x)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, s...)
 	}
-	if len(got) != len(ref) {
-		t.Fatalf("%d sub-DAGs after restore, %d without", len(got), len(ref))
-	}
-	for i := range got {
-		if !sameOrder(got[i], ref[i]) {
-			t.Fatalf("sub-DAG %d differs after restore", i+1)
-		}
-	}
+	return got, stubs
 }
 
 func sameOrder(a, b *CommittedSubDAG) bool {

@@ -22,6 +22,7 @@ import (
 	"io"
 
 	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
 	"github.com/hdevalence/ed25519consensus"
 )
 
@@ -131,6 +132,62 @@ func NewKeySet(pks []PublicKey) (*KeySet, error) {
 		p, err := decodePublicKey(pk)
 		if err != nil {
 			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+		ks.points = append(ks.points, p)
+	}
+	return ks, nil
+}
+
+// PointSize is the size of one decompressed key in Points: its affine
+// coordinates x ‖ y, each a canonical little-endian field element.
+const PointSize = 64
+
+// Points returns the decompressed keys, for NewKeySetFromPoints: a
+// verifier that starts afresh often (the kernel, at every level) keeps
+// them and skips the square root and the inversion each key costs.
+func (ks *KeySet) Points() []byte {
+	out := make([]byte, 0, PointSize*len(ks.points))
+	for _, p := range ks.points {
+		X, Y, Z, _ := p.ExtendedCoordinates()
+		zInv := new(field.Element).Invert(Z)
+		out = append(out, new(field.Element).Multiply(X, zInv).Bytes()...)
+		out = append(out, new(field.Element).Multiply(Y, zInv).Bytes()...)
+	}
+	return out
+}
+
+// NewKeySetFromPoints is NewKeySet for keys whose decompressed points
+// Points returned. Each point is checked to be on the curve, to compress
+// to its key (its y, and the sign of its x) and not to have a small order:
+// a few field multiplications instead of a square root and an inversion.
+// The keys must have passed NewKeySet once (a non-canonical key never
+// matches its point here).
+func NewKeySetFromPoints(pks []PublicKey, points []byte) (*KeySet, error) {
+	if len(points) != PointSize*len(pks) {
+		return nil, fmt.Errorf("%w: %d bytes of points for %d keys", ErrInvalidPublicKey, len(points), len(pks))
+	}
+	ks := &KeySet{keys: append([]PublicKey(nil), pks...)}
+	for i, pk := range pks {
+		raw := points[PointSize*i : PointSize*(i+1)]
+		x, err := new(field.Element).SetBytes(raw[:32])
+		if err != nil || !bytes.Equal(x.Bytes(), raw[:32]) {
+			return nil, fmt.Errorf("key %d: %w: point x", i, ErrInvalidPublicKey)
+		}
+		y, err := new(field.Element).SetBytes(raw[32:])
+		if err != nil || !bytes.Equal(y.Bytes(), raw[32:]) {
+			return nil, fmt.Errorf("key %d: %w: point y", i, ErrInvalidPublicKey)
+		}
+		compressed := y.Bytes()
+		compressed[31] |= byte(x.IsNegative() << 7)
+		if !bytes.Equal(compressed, pk[:]) {
+			return nil, fmt.Errorf("key %d: %w: point is not the key's", i, ErrInvalidPublicKey)
+		}
+		p, err := new(edwards25519.Point).SetExtendedCoordinates(x, y, new(field.Element).One(), new(field.Element).Multiply(x, y))
+		if err != nil {
+			return nil, fmt.Errorf("key %d: %w: %v", i, ErrInvalidPublicKey, err)
+		}
+		if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+			return nil, fmt.Errorf("key %d: %w: small order", i, ErrInvalidPublicKey)
 		}
 		ks.points = append(ks.points, p)
 	}

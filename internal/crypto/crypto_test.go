@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"filippo.io/edwards25519/field"
 	"github.com/hdevalence/ed25519consensus"
 )
 
@@ -236,4 +237,57 @@ func BenchmarkVerifyRound(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A key set rebuilt from its points verifies as the original does, and
+// points that are not the keys' are refused.
+func TestKeySetFromPoints(t *testing.T) {
+	sks, pks := keys(t, 7)
+	ks, err := NewKeySet(pks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts := ks.Points()
+	again, err := NewKeySetFromPoints(pks, pts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ks.points {
+		if ks.points[i].Equal(again.points[i]) != 1 {
+			t.Fatalf("point %d differs", i)
+		}
+	}
+	var items []SignedItem
+	for i, sk := range sks {
+		msg := []byte{byte(i)}
+		items = append(items, SignedItem{Signer: i, Message: msg, Signature: sk.Sign(msg)})
+	}
+	if err := again.VerifyMany(items); err != nil {
+		t.Fatal(err)
+	}
+	items[2].Message = []byte("other")
+	if err := again.VerifyMany(items); err == nil {
+		t.Fatal("a bad signature passed a key set built from points")
+	}
+	mutate := map[string]func([]byte){
+		"another key's point": func(p []byte) { copy(p, pts[PointSize:2*PointSize]) },
+		"x negated": func(p []byte) {
+			x, _ := new(field.Element).SetBytes(p[:32])
+			copy(p, new(field.Element).Negate(x).Bytes())
+		},
+		"off the curve":   func(p []byte) { p[0] ^= 1 },
+		"y not canonical": func(p []byte) { copy(p[32:], bytes.Repeat([]byte{0xff}, 32)); p[63] = 0x7f },
+		"truncated":       nil,
+	}
+	for name, f := range mutate {
+		bad := append([]byte(nil), pts...)
+		if f == nil {
+			bad = bad[:len(bad)-1]
+		} else {
+			f(bad[:PointSize])
+		}
+		if _, err := NewKeySetFromPoints(pks, bad); !errors.Is(err, ErrInvalidPublicKey) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }

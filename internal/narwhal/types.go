@@ -1,6 +1,7 @@
 package narwhal
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -260,6 +261,16 @@ func DecodeCertificate(buf []byte) (*Certificate, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// PeekCertificate reads the author and the round of an encoded certificate
+// without decoding it (they lead its header's encoding); ok is false for
+// fewer bytes than that. The bytes are otherwise unchecked.
+func PeekCertificate(enc []byte) (author AuthorityID, round uint64, ok bool) {
+	if len(enc) < 10 {
+		return 0, 0, false
+	}
+	return AuthorityID(binary.LittleEndian.Uint16(enc)), binary.LittleEndian.Uint64(enc[2:]), true
 }
 
 // Digest returns the header digest.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/tezos-dsn/dsn/internal/wasmmeter"
 )
@@ -78,6 +79,7 @@ type PVM struct {
 	durable *Durable
 	run     *runState
 	cache   map[[32]byte]wazero.CompiledModule
+	memory  memoryPool // every kernel_run's linear memory
 }
 
 // New creates a PVM over durable (a fresh one when nil).
@@ -110,6 +112,16 @@ func (p *PVM) Durable() *Durable { return p.durable }
 // InstallKernel writes a kernel to /kernel/boot.wasm (as origination or a
 // setup step would); it is checked when it first runs.
 func (p *PVM) InstallKernel(wasm []byte) error { return p.durable.Set(PathBoot, wasm) }
+
+// Prepare validates, meters and compiles the installed kernel ahead of its
+// first run (about 1.3 s for the DSN kernel here), so that the first level
+// does not pay for it; compiled kernels are kept by their hash. A kernel
+// that does not compile is reported here and handled as the run would
+// (the fallback kernel runs).
+func (p *PVM) Prepare(ctx context.Context) error {
+	_, err := p.loadKernel(ctx, PathBoot)
+	return err
+}
 
 // LevelResult is what one level produced.
 type LevelResult struct {
@@ -219,7 +231,7 @@ func (p *PVM) kernelRun(ctx context.Context, prof map[uint32]uint64) (uint64, er
 			p.durable.Set(PathBootFallback, wasm)
 		}
 	}
-	inst, err := p.rt.InstantiateModule(ctx, mod, moduleConfig())
+	inst, err := p.rt.InstantiateModule(experimental.WithMemoryAllocator(ctx, &p.memory), mod, moduleConfig())
 	if err != nil {
 		return 0, fmt.Errorf("instantiate: %w", err)
 	}

@@ -335,3 +335,22 @@ func TestRevealPreimageAndMetadata(t *testing.T) {
 		t.Fatalf("forged preimage revealed: %q", v)
 	}
 }
+
+// Every kernel_run starts from fresh memory, though the PVM reuses one
+// buffer for them (memoryPool): a byte the previous run dirtied, in its
+// initial page or in one it grew, reads zero.
+func TestEveryRunStartsFromFreshMemory(t *testing.T) {
+	p := newPVM(t, "freshmem")
+	if err := p.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for n := uint32(1); n <= 4; n++ {
+		res := level(t, p, n)
+		if res.Stuck != "" {
+			t.Fatalf("level %d: %s", n, res.Stuck)
+		}
+		if v, _ := p.Durable().Get("/seen"); len(v) != 1 || v[0] != 0 {
+			t.Fatalf("level %d: the run saw %v left by an earlier one", n, v)
+		}
+	}
+}

@@ -19,6 +19,7 @@
 //
 //	committee      canonical narwhal.Committee (origination setup; never from the inbox)
 //	committee_ok   BLAKE2b-256 of the committee bytes the kernel validated (later levels skip it)
+//	committee_points   the committee's keys decompressed (crypto.KeySet.Points), for later levels
 //	gc_depth       u64, big-endian (setup)
 //	bullshark      Bullshark state (watermarks, last index)
 //	dag/<round>    the certificates of a round above the GC horizon: (digest ‖ u32 length ‖ canonical certificate)…
@@ -43,6 +44,7 @@ import (
 	"golang.org/x/crypto/blake2b"
 
 	"github.com/tezos-dsn/dsn/internal/bullshark"
+	"github.com/tezos-dsn/dsn/internal/crypto"
 	"github.com/tezos-dsn/dsn/internal/da"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 )
@@ -138,8 +140,14 @@ func Load(st Store, rollup [20]byte, app Application, debug func(string)) (*Mach
 	// The committee is validated once (its keys decompressed and checked,
 	// which costs a level as much as a few signatures in the PVM); its
 	// digest under committee_ok says that these very bytes passed.
+	// The decompressed keys are kept beside it (committee_points): a key's
+	// square root and inversion cost a level more than loading its DAG.
 	sum := blake2b.Sum256(raw)
-	if ok, _ := st.Get("committee_ok"); err == nil && string(ok) != string(sum[:]) {
+	var keys *crypto.KeySet
+	if ok, _ := st.Get("committee_ok"); err == nil && string(ok) == string(sum[:]) {
+		pts, _ := st.Get("committee_points")
+		keys, _ = crypto.NewKeySetFromPoints(committee.ConsensusKeys(), pts)
+	} else if err == nil {
 		if err = committee.Validate(); err == nil {
 			st.Put("committee_ok", sum[:])
 		}
@@ -147,10 +155,13 @@ func Load(st Store, rollup [20]byte, app Application, debug func(string)) (*Mach
 	if err != nil {
 		return nil, fmt.Errorf("%w: committee: %w", ErrCorrupt, err)
 	}
-	v, err := narwhal.NewVerifier(committee)
-	if err != nil {
-		return nil, fmt.Errorf("%w: committee keys: %w", ErrCorrupt, err)
+	if keys == nil {
+		if keys, err = crypto.NewKeySet(committee.ConsensusKeys()); err != nil {
+			return nil, fmt.Errorf("%w: committee keys: %w", ErrCorrupt, err)
+		}
+		st.Put("committee_points", keys.Points())
 	}
+	v := narwhal.NewVerifierWith(committee, keys)
 	gcDepth := u64(st, "gc_depth")
 	if gcDepth < 2 {
 		return nil, fmt.Errorf("%w: gc_depth %d", ErrCorrupt, gcDepth)
@@ -168,27 +179,52 @@ func Load(st Store, rollup [20]byte, app Application, debug func(string)) (*Mach
 		}
 	}
 	for r := max(u64(st, "dag_min"), m.b.GCRound()+1); r <= u64(st, "dag_max"); r++ {
-		certs, digests, err := m.round(r)
-		if err != nil {
+		if err := m.load(r); err != nil {
 			return nil, err
-		}
-		for i, c := range certs {
-			// The digest was stored with the certificate by store: Load,
-			// which runs every level, hashes nothing.
-			if err := m.b.InsertKnown(c, digests[i]); err != nil {
-				return nil, fmt.Errorf("%w: re-insert %s: %w", ErrCorrupt, digests[i].Short(), err)
-			}
-			m.held[digests[i]] = true
 		}
 	}
 	return m, nil
+}
+
+// load re-inserts the stored certificates of round r into Bullshark. The
+// digest was stored with each certificate by store, so Load, which runs
+// every level, hashes nothing; and a certificate at or below its author's
+// last committed round — most of the DAG — is not even decoded
+// (Bullshark.InsertCommitted).
+func (m *Machine) load(r uint64) error {
+	raw, _ := m.st.Get("dag/" + strconv.FormatUint(r, 10))
+	_, err := splitRound(raw, func(d narwhal.Digest, enc []byte) error {
+		author, round, ok := narwhal.PeekCertificate(enc)
+		if !ok || round != r {
+			return errors.New("certificate of another round")
+		}
+		if int(author) < m.verifier.Committee().Size() && round <= m.b.LastCommitted(author) {
+			if err := m.b.InsertCommitted(author, round, d); err != nil {
+				return fmt.Errorf("re-insert %s: %w", d.Short(), err)
+			}
+		} else {
+			c, err := narwhal.DecodeCertificate(enc)
+			if err != nil {
+				return err
+			}
+			if err := m.b.InsertKnown(c, d); err != nil {
+				return fmt.Errorf("re-insert %s: %w", d.Short(), err)
+			}
+		}
+		m.held[d] = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: dag round %d: %w", ErrCorrupt, r, err)
+	}
+	return nil
 }
 
 // round returns the stored certificates of round r and their digests.
 func (m *Machine) round(r uint64) ([]*narwhal.Certificate, []narwhal.Digest, error) {
 	raw, _ := m.st.Get("dag/" + strconv.FormatUint(r, 10))
 	var out []*narwhal.Certificate
-	digests, err := splitRound(raw, func(enc []byte) error {
+	digests, err := splitRound(raw, func(_ narwhal.Digest, enc []byte) error {
 		c, err := narwhal.DecodeCertificate(enc)
 		out = append(out, c)
 		return err
@@ -201,7 +237,7 @@ func (m *Machine) round(r uint64) ([]*narwhal.Certificate, []narwhal.Digest, err
 
 // splitRound walks a dag/<round> record — (digest ‖ u32 length ‖
 // certificate)… — calling each for every certificate's encoding.
-func splitRound(raw []byte, each func([]byte) error) ([]narwhal.Digest, error) {
+func splitRound(raw []byte, each func(narwhal.Digest, []byte) error) ([]narwhal.Digest, error) {
 	var digests []narwhal.Digest
 	for len(raw) > 0 {
 		const head = len(narwhal.Digest{}) + 4
@@ -209,10 +245,11 @@ func splitRound(raw []byte, each func([]byte) error) ([]narwhal.Digest, error) {
 			return nil, errors.New("truncated record")
 		}
 		n := int(binary.BigEndian.Uint32(raw[head-4:]))
-		if err := each(raw[head : head+n]); err != nil {
+		d := narwhal.Digest(raw[:head-4])
+		if err := each(d, raw[head:head+n]); err != nil {
 			return nil, err
 		}
-		digests = append(digests, narwhal.Digest(raw[:head-4]))
+		digests = append(digests, d)
 		raw = raw[head+n:]
 	}
 	return digests, nil

@@ -150,6 +150,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.m.level.Set(float64(n.head))
+	if err := p.Prepare(ctx); err != nil {
+		log.Warn("the installed kernel does not compile; its levels will run the fallback kernel", "err", err)
+	}
 	log.Info("rollup node opened", "rollup", cfg.Rollup, "level", n.head, "data_dir", cfg.DataDir)
 	return n, nil
 }
