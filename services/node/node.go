@@ -517,30 +517,19 @@ func (w *stallWatch) tick(n *Node, now time.Time) {
 	}
 }
 
-// commit carries out the groups in order, in two stages, so that a store
-// sync never holds a round. The first sends what promises nothing at once,
-// syncs the signing record (claiming only the store's write groups synced
-// before it) and sends the headers and votes (needs); the second syncs the
-// store's writes, then sends the batch acknowledgements, acknowledges the
-// transactions and publishes the commits. Each stage carries out together
-// the groups that queued while it synced (group commit): a slow disk costs
-// fewer syncs, not more waiting. A failure stops the node (through
-// cancel); the transactions of the groups it could not persist are not
-// acknowledged.
+// commit carries out the groups in order: sync the writes, then send, then
+// acknowledge and publish. The groups that queued while the last sync ran
+// are carried out together (group commit): one store sync and one signing
+// record sync for all of them, then their messages in order — so a slow
+// disk costs fewer syncs, not more waiting. A store failure stops the node
+// (through cancel); the transactions of the groups it could not persist
+// are not acknowledged.
 func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
-	toStore := make(chan stagedJobs, cap(jobs))
-	stored := make(chan struct{})
-	go func() {
-		defer close(stored)
-		n.storeStage(toStore, cancel)
-	}()
-	defer func() {
-		close(toStore)
-		<-stored
-	}()
 	var failed error
+	var merged []commitJob
+	var writes []store.Write
 	for job := range jobs {
-		merged := []commitJob{job}
+		merged = append(merged[:0], job)
 	drain:
 		for { // at most the channel's capacity more
 			select {
@@ -553,239 +542,41 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 				break drain
 			}
 		}
-		if failed == nil { // the store failed (the second stage stops the node): send nothing more
-			_, failed = n.store.Fatal()
-		}
-		if failed == nil {
-			for i := range merged {
-				merged[i].messages = n.sendReady(merged[i].messages, durableNothing)
-			}
-		}
+		writes = writes[:0]
 		var signed *primary.Signed
 		for _, j := range merged {
+			writes = append(writes, j.writes...)
 			if j.signed != nil {
 				signed = j.signed
 			}
 		}
 		n.metrics.commitGroup.Observe(float64(len(merged)))
-		if failed == nil && signed != nil {
-			if err := n.signed.write(*signed, n.store.synced.Load()); err != nil {
-				failed = fmt.Errorf("fatal: %w", err)
-				cancel(failed)
-			}
-		}
-		if failed == nil {
-			for i := range merged {
-				merged[i].messages = n.sendReady(merged[i].messages, durableRecord)
-			}
-			if n.tracer != nil {
-				now := time.Now()
-				for _, j := range merged {
-					for _, ev := range j.trace {
-						n.tracer.Stage(ev.Stage, ev.Batches, now)
-					}
-				}
-			}
-		}
-		toStore <- stagedJobs{jobs: merged, failed: failed}
-	}
-}
-
-// stagedJobs are groups the first stage of commit carried out.
-type stagedJobs struct {
-	jobs   []commitJob
-	failed error // the signing record could not be written
-}
-
-// storeStage is commit's second stage: it applies the groups' writes to the
-// store (not synced: syncStage makes them durable), then carries the jobs
-// out; the batch acknowledgements go to syncStage.
-func (n *Node) storeStage(in <-chan stagedJobs, cancel context.CancelCauseFunc) {
-	toSync := make(chan []narwhal.Envelope, cap(in))
-	synced := make(chan struct{})
-	go func() {
-		defer close(synced)
-		n.syncStage(toSync, cancel)
-	}()
-	defer func() {
-		close(toSync)
-		<-synced
-	}()
-	var failed error
-	var writes []store.Write
-	var acks []narwhal.Envelope
-	for s := range in {
-		batch := []stagedJobs{s}
-	drain:
-		for {
-			select {
-			case t, ok := <-in:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, t)
-			default:
-				break drain
-			}
-		}
-		writes = writes[:0]
-		for _, b := range batch {
-			if failed == nil {
-				failed = b.failed
-			}
-			for _, j := range b.jobs {
-				writes = append(writes, j.writes...)
-			}
-		}
 		if failed == nil && len(writes) > 0 {
+			start := time.Now()
 			if err := n.store.Apply(writes); err != nil {
 				failed = fmt.Errorf("fatal: %w", err)
 				cancel(failed)
 			}
+			n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
 		}
-		acks = nil
-		for _, b := range batch {
-			for i := range b.jobs {
-				j := &b.jobs[i]
-				if failed == nil {
-					acks = append(acks, j.messages...) // what is left needs the store synced
-				}
-				j.messages = nil
-				n.carryOut(j, failed)
+		// The signing record syncs after the store's writes (so an intact
+		// store is never behind it: checkStore) and before any message of the
+		// jobs leaves.
+		if failed == nil && signed != nil {
+			if err := n.signed.write(*signed, n.store.group.Load()); err != nil {
+				failed = fmt.Errorf("fatal: %w", err)
+				cancel(failed)
 			}
 		}
-		if len(acks) > 0 {
-			toSync <- acks
+		for i := range merged {
+			n.carryOut(&merged[i], failed)
+			merged[i] = commitJob{}
 		}
 	}
 }
 
-// maxUnsynced bounds how long an applied write group waits for its sync
-// when no batch acknowledgement asks for one: what a power cut may take
-// from a node (a crash of the process takes nothing; what a node lost it
-// fetches again from its peers, and what it signed is in the signing
-// record).
-const maxUnsynced = 100 * time.Millisecond
-
-// minSyncGap spaces the store's syncs: the signing record's, on a round's
-// path, wait behind them on the same disk.
-const minSyncGap = 10 * time.Millisecond
-
-// syncStage is commit's third stage: it syncs the store when batch
-// acknowledgements wait (all that queued during the last sync together),
-// and at least every maxUnsynced, then sends them.
-func (n *Node) syncStage(in <-chan []narwhal.Envelope, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(maxUnsynced)
-	defer t.Stop()
-	var failed error
-	var waiting []narwhal.Envelope
-	var last time.Time
-	sync := func() {
-		if failed != nil {
-			return
-		}
-		start := time.Now()
-		if err := n.store.Sync(); err != nil {
-			failed = fmt.Errorf("fatal: %w", err)
-			cancel(failed)
-			return
-		}
-		n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
-	}
-	for {
-		select {
-		case ms, ok := <-in:
-			if !ok {
-				sync() // what the node applied is durable when it stops
-				return
-			}
-			waiting = append(waiting, ms...)
-		drain:
-			for {
-				select {
-				case more, ok := <-in:
-					if !ok {
-						break drain
-					}
-					waiting = append(waiting, more...)
-				default:
-					break drain
-				}
-			}
-		case <-t.C:
-		}
-		if gap := time.Until(last.Add(minSyncGap)); gap > 0 {
-			time.Sleep(gap)
-		drain2:
-			for {
-				select {
-				case more, ok := <-in:
-					if !ok {
-						break drain2
-					}
-					waiting = append(waiting, more...)
-				default:
-					break drain2
-				}
-			}
-		}
-		sync()
-		last = time.Now()
-		if failed == nil {
-			for _, e := range waiting {
-				n.transport.send(e.To, e.Msg)
-			}
-		}
-		clear(waiting)
-		waiting = waiting[:0]
-	}
-}
-
-// durability is what must be durable before a message leaves.
-type durability int
-
-const (
-	// durableNothing: a certificate carries its own proof, a batch its
-	// digest, and a request or a response is answered again after a
-	// restart.
-	durableNothing durability = iota
-	// durableRecord: own headers and votes, which the signing record keeps
-	// from being signed twice in a round.
-	durableRecord
-	// durableStore: a batch acknowledgement says the batch is stored (a
-	// quorum of them makes it available).
-	durableStore
-)
-
-// needs returns what must be durable before m leaves.
-func needs(m narwhal.Message) durability {
-	switch m.(type) {
-	case *narwhal.HeaderMsg, *narwhal.VoteMsg:
-		return durableRecord
-	case *narwhal.BatchAckMsg:
-		return durableStore
-	}
-	return durableNothing
-}
-
-// sendReady sends the messages that need at most d and returns the others,
-// in order.
-func (n *Node) sendReady(ms []narwhal.Envelope, d durability) []narwhal.Envelope {
-	kept := ms[:0]
-	for _, e := range ms {
-		if needs(e.Msg) > d {
-			kept = append(kept, e)
-		} else {
-			n.transport.send(e.To, e.Msg)
-		}
-	}
-	clear(ms[len(kept):])
-	return kept
-}
-
-// carryOut acknowledges an applied job's transactions (their batches are
-// committed: ordered, whatever becomes of this node) and publishes its
-// certificates and commits; a job that could not be applied only fails its
+// carryOut sends a persisted job's messages, then acknowledges and
+// publishes; a job that could not be persisted only fails its
 // acknowledgements.
 func (n *Node) carryOut(job *commitJob, failed error) {
 	if failed != nil {
@@ -794,9 +585,18 @@ func (n *Node) carryOut(job *commitJob, failed error) {
 		}
 		return
 	}
+	for _, e := range job.messages {
+		n.transport.send(e.To, e.Msg)
+	}
 	for _, done := range job.acks {
 		done <- nil
 		n.metrics.acked.Inc()
+	}
+	if n.tracer != nil {
+		now := time.Now()
+		for _, ev := range job.trace {
+			n.tracer.Stage(ev.Stage, ev.Batches, now)
+		}
 	}
 	n.feed.publish(job.accepted)
 	if job.head > 0 {

@@ -21,15 +21,14 @@ import (
 // header) lives in its own file, SIGNED, outside the store: a store that
 // loses writes — a truncated WAL, a restored copy — must not make the node
 // sign twice for one round, and votes live here alone. It is written before
-// the messages that carry a new signature leave (the committer's first
-// stage, before the store's writes of the same group), and read at start
-// (Replica.SetSigned).
+// the messages that carry a new signature leave (the committer syncs it
+// after the store's writes), and read at start (Replica.SetSigned).
 //
 // Format: two slots of slotSize bytes, written in turn; a slot is
 // seq u64 ‖ proposed u64 ‖ store write group u64 ‖ count u16 ‖ (vote
 // round u64 ‖ header digest) × count ‖ CRC-32C of what precedes. The
-// write group is the count of the store's write groups synced when the
-// record was written (store.GroupKey): a store below it lost synced writes. Each write goes to the slot the last
+// write group is the store's count of synced write groups when the record
+// was written (store.GroupKey): a store below it lost synced writes. Each write goes to the slot the last
 // one did not use and is synced, so a write torn by a crash leaves the
 // other, older slot: and the messages of a write that did not complete
 // never left. A file of the first format (rounds without digests, slots of
@@ -173,8 +172,8 @@ func decodeSlot(b []byte, v1 bool) (uint64, signedRecord, bool) {
 	return binary.BigEndian.Uint64(b), rec, true
 }
 
-// write makes rec durable, with the count of the store's write groups
-// synced before it, in the slot the last write did not use.
+// write makes rec durable, with the store's write group it follows, in the
+// slot the last write did not use.
 func (l *signedLog) write(rec primary.Signed, group uint64) error {
 	if len(rec.Votes) > maxSignedAuthors {
 		return fmt.Errorf("signing record: %d authors", len(rec.Votes))
@@ -206,6 +205,20 @@ func (l *signedLog) write(rec primary.Signed, group uint64) error {
 }
 
 func (l *signedLog) close() error { return l.f.Close() }
+
+// signedBehind says how the store's own record (what the replica recovered
+// from it) falls behind the signing record, or "" if it does not.
+func signedBehind(store, rec primary.Signed) string {
+	if rec.Proposed > store.Proposed {
+		return fmt.Sprintf("the store's last proposed header is of round %d, the node signed one of round %d: the store lost writes it had synced (a truncated WAL, an older copy)", store.Proposed, rec.Proposed)
+	}
+	for a, r := range rec.Votes {
+		if a < len(store.Votes) && r > store.Votes[a] {
+			return fmt.Sprintf("the store's last vote for authority %d is of round %d, the node signed one of round %d: the store lost writes it had synced (a truncated WAL, an older copy)", a, store.Votes[a], r)
+		}
+	}
+	return ""
+}
 
 // MoveStoreAside moves everything in the data directory but the signing
 // record into a sibling directory <dir>.damaged-<unix seconds> and returns

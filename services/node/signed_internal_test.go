@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cockroachdb/pebble/vfs"
-
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/primary"
 	"github.com/tezos-dsn/dsn/internal/store"
@@ -162,80 +160,4 @@ func TestStoreBehindTheRecordsWriteGroupIsRefused(t *testing.T) {
 		t.Fatalf("a store level with its record: %v", err)
 	}
 	st.Close()
-}
-
-// The store applies write groups without syncing them and syncs them in the
-// background; the signing record claims only the synced ones. A power cut
-// (pebble's strict in-memory file system, which keeps synced data only)
-// takes the unsynced groups, and the store still passes the start-up check
-// against the record — while a store behind what the record claims does not.
-func TestPowerCutTakesOnlyUnsyncedGroups(t *testing.T) {
-	fs := vfs.NewStrictMem()
-	dir := "/data"
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if root, err := fs.OpenDir("/"); err != nil || root.Sync() != nil {
-		t.Fatal("sync /", err)
-	}
-	st, err := openStore(dir, storeOptions{fs: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	put := func(k string) {
-		if err := st.Apply([]store.Write{store.Put([]byte(k), []byte("v"))}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put("x1")
-	put("x2")
-	if st.synced.Load() >= st.applied.Load() {
-		t.Fatalf("Apply synced: synced %d, applied %d", st.synced.Load(), st.applied.Load())
-	}
-	if err := st.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	claim := st.synced.Load()
-	if claim != st.applied.Load() {
-		t.Fatalf("after Sync: synced %d, applied %d", claim, st.applied.Load())
-	}
-	put("x3") // applied, never synced
-	fs.SetIgnoreSyncs(true)
-	st.Close()
-	fs.ResetToSyncedState()
-	fs.SetIgnoreSyncs(false)
-
-	st, err = openStore(dir, storeOptions{fs: fs, signed: signedRecord{group: claim}})
-	if err != nil {
-		t.Fatalf("after a power cut, against a record of the synced groups: %v", err)
-	}
-	if _, ok := st.Get([]byte("x2")); !ok {
-		t.Fatal("a synced write is gone")
-	}
-	if _, ok := st.Get([]byte("x3")); ok {
-		t.Fatal("the strict file system kept an unsynced write: the test proves nothing")
-	}
-	g := st.group.Load()
-	st.Close()
-	if _, err := openStore(dir, storeOptions{fs: fs, signed: signedRecord{group: g + 1}}); err == nil || !strings.Contains(err.Error(), "write groups") {
-		t.Fatalf("a record claiming a group the store lacks: %v", err)
-	}
-}
-
-// Headers and votes wait for the signing record, batch acknowledgements for
-// the store; nothing else waits.
-func TestWhatEachMessageWaitsFor(t *testing.T) {
-	for m, want := range map[narwhal.Message]durability{
-		&narwhal.HeaderMsg{}:             durableRecord,
-		&narwhal.VoteMsg{}:               durableRecord,
-		&narwhal.BatchAckMsg{}:           durableStore,
-		&narwhal.CertificateMsg{}:        durableNothing,
-		&narwhal.BatchMsg{}:              durableNothing,
-		&narwhal.CertificateRequestMsg{}: durableNothing,
-		&narwhal.BatchResponseMsg{}:      durableNothing,
-	} {
-		if got := needs(m); got != want {
-			t.Errorf("%T waits for %d, want %d", m, got, want)
-		}
-	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/tezos-dsn/dsn/internal/bullshark"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/pebblefatal"
+	"github.com/tezos-dsn/dsn/internal/primary"
 	"github.com/tezos-dsn/dsn/internal/store"
 )
 
@@ -57,9 +58,8 @@ type storeOptions struct {
 	signed signedRecord // the signing record: an existing store must not be behind it
 }
 
-// pebbleStore is the node's durable store: store.Reader for the cores,
-// Apply for their writes (one batch per call, unsynced) and Sync to make
-// them durable.
+// pebbleStore is the node's durable store: store.Reader for the cores, and
+// Apply for their writes (one synced batch per call).
 //
 // Failure contract: pebble's fatal errors (Logger.Fatalf: a failed WAL
 // write or sync, a failed MANIFEST update) and read errors never panic. The
@@ -74,9 +74,7 @@ type pebbleStore struct {
 	closed  bool
 	fatal   *pebblefatal.Signal
 	existed bool          // opened on an existing store (not created)
-	group   atomic.Uint64 // write groups so far (store.GroupKey), one per Apply
-	applied atomic.Uint64 // of them, those whose Apply returned
-	synced  atomic.Uint64 // of those, the ones Sync made durable: what the signing record may claim
+	group   atomic.Uint64 // synced write groups so far (store.GroupKey), one per Apply
 	checked storeCheck    // what the start-up check covered (zero for a new store)
 }
 
@@ -131,8 +129,6 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 		// A new store beside a kept signing record (--resync) counts its
 		// write groups on from the record's.
 		ps.group.Store(o.signed.group)
-		ps.applied.Store(o.signed.group)
-		ps.synced.Store(o.signed.group)
 		return ps, nil
 	}
 	walTail, err := checkFiles(fs, dir)
@@ -161,8 +157,6 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 	sc.walTail = walTail
 	ps := &pebbleStore{db: db, dir: dir, fatal: fatal, existed: true, checked: sc}
 	ps.group.Store(sc.group)
-	ps.applied.Store(sc.group)
-	ps.synced.Store(sc.group)
 	return ps, nil
 }
 
@@ -453,6 +447,8 @@ func checkStore(db *pebble.DB, fs vfs.FS, dir string, signed signedRecord) (stor
 		return sc, damaged(dir, fmt.Sprintf("key s/%d (committed sub-DAG)", want), fmt.Errorf("missing: the consensus state says %d sub-DAGs were committed, %d are stored", last, want-1))
 	}
 	sc.subDAGs = last
+	// What the store says this node signed, for the signing record.
+	var own primary.Signed
 	if raw, ok, err := get(store.GroupKey()); err != nil || ok && len(raw) != 8 {
 		if err == nil {
 			err = fmt.Errorf("%d bytes", len(raw))
@@ -464,20 +460,22 @@ func checkStore(db *pebble.DB, fs vfs.FS, dir string, signed signedRecord) (stor
 	if raw, ok, err := get(store.LastProposedKey()); err != nil {
 		return sc, damaged(dir, "key h (last proposed header)", err)
 	} else if ok {
-		if _, err := narwhal.DecodeHeader(raw); err != nil {
+		h, err := narwhal.DecodeHeader(raw)
+		if err != nil {
 			return sc, damaged(dir, "key h (last proposed header)", err)
 		}
+		own.Proposed = h.Round
 	}
-	// The signing record claims the store's write groups synced before it
-	// was written, so an intact store is never behind it; one that is lost
-	// writes it had synced (a truncated WAL, an older copy) and may lack
-	// committed state or batches it vouched for. What was applied but not
-	// synced may be gone after a power cut — the last proposed header among
-	// it: the node syncs the signing record before its headers and votes
-	// leave, and the store after (docs/consensus.md), so the record, not
-	// the store, says what the node signed.
+	// The signing record is written after the store's writes of the same
+	// group, so an intact store is never behind it: not in its write
+	// groups, nor in its last proposed header. One that is lost writes it
+	// had synced (a truncated WAL, an older copy) and may lack committed
+	// state or batches it vouched for.
 	if signed.group > sc.group {
 		return sc, damaged(dir, "store against the signing record "+signedFile, fmt.Errorf("the store has %d write groups, the signing record was written after group %d: the store lost writes it had synced (a truncated WAL, an older copy)", sc.group, signed.group))
+	}
+	if behind := signedBehind(own, signed.Signed); behind != "" {
+		return sc, damaged(dir, "store against the signing record "+signedFile, errors.New(behind))
 	}
 	sc.took = time.Since(start)
 	return sc, nil
@@ -568,11 +566,9 @@ func (s *pebbleStore) Scan(start, end []byte, fn func(k, v []byte) bool) {
 	}
 }
 
-// Apply writes ws as one atomic batch, a write group, without waiting for
-// the disk: pebble's WAL has it, the page cache keeps it through a crash of
-// the process, and Sync makes it durable. A failed commit is fatal inside
-// pebble (Fatalf): Apply returns the fatal error, and the node stops
-// without acknowledging anything of this batch. One goroutine applies.
+// Apply writes ws as one atomic batch and syncs it to disk. A failed
+// commit is fatal inside pebble (Fatalf): Apply returns the fatal error,
+// and the node stops without acknowledging anything of this batch.
 func (s *pebbleStore) Apply(ws []store.Write) error {
 	if len(ws) == 0 {
 		return nil
@@ -581,6 +577,9 @@ func (s *pebbleStore) Apply(ws []store.Write) error {
 	defer s.mu.RUnlock()
 	if s.closed {
 		return fmt.Errorf("store in %s: closed", s.dir)
+	}
+	if _, err := s.Fatal(); err != nil { // after a fatal error, nothing more is written
+		return err
 	}
 	b := s.db.NewBatch()
 	group := s.group.Add(1)
@@ -603,36 +602,7 @@ func (s *pebbleStore) Apply(ws []store.Write) error {
 	// A failed commit is fatal inside pebble, which parks the committing
 	// goroutine; Apply still returns (pebblefatal.Commit), and releases the
 	// store's lock, so that the node stops and closes the store cleanly.
-	if err := s.fatal.Commit(b, pebble.NoSync); err != nil {
-		return err
-	}
-	s.applied.Store(group)
-	return nil
-}
-
-// Sync makes every write group applied so far durable: a synced WAL
-// record syncs all that came before it (CockroachDB's SyncWAL). The
-// signing record may then claim them (synced). One goroutine syncs.
-func (s *pebbleStore) Sync() error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return fmt.Errorf("store in %s: closed", s.dir)
-	}
-	applied := s.applied.Load()
-	if applied == s.synced.Load() {
-		return nil
-	}
-	b := s.db.NewBatch()
-	if err := b.LogData(nil, nil); err != nil {
-		b.Close()
-		return fmt.Errorf("store sync: %w", err)
-	}
-	if err := s.fatal.Commit(b, pebble.Sync); err != nil {
-		return err
-	}
-	s.synced.Store(applied)
-	return nil
+	return s.fatal.Commit(b, pebble.Sync)
 }
 
 // Close closes the store; after a fatal error it gives up after a few
