@@ -60,7 +60,7 @@ func bigPreBlock(t *testing.T, batches, size int, streams int) (*Node, []narwhal
 		ws = append(ws, store.Put(store.CertificateKey(c.Round(), uint16(c.Author())), c.Encode()), store.Put(store.CertDigestKey(d), idx))
 	}
 	ws = append(ws, store.Put(store.SubDAGKey(1), rec.Encode()))
-	if err := st.Apply(ws, true); err != nil {
+	if err := st.Apply(ws); err != nil {
 		t.Fatal(err)
 	}
 	cfg := config.TestNode()
@@ -209,7 +209,7 @@ func TestExportWaitsForMissingBatches(t *testing.T) {
 	if !ok {
 		t.Fatal("batch not stored")
 	}
-	if err := n.store.Apply([]store.Write{store.Del(store.BatchKey(digests[3]))}, true); err != nil {
+	if err := n.store.Apply([]store.Write{store.Del(store.BatchKey(digests[3]))}); err != nil {
 		t.Fatal(err)
 	}
 	addr := serveExport(t, n)
@@ -224,7 +224,7 @@ func TestExportWaitsForMissingBatches(t *testing.T) {
 	if err != nil || hb == nil || hb.WaitingFor != 1 || hb.MissingBatches != 1 {
 		t.Fatalf("want a heartbeat waiting for 1 batch of pre-block 1, got %v %v %v", pb, hb, err)
 	}
-	if err := n.store.Apply([]store.Write{store.Put(store.BatchKey(digests[3]), raw)}, true); err != nil {
+	if err := n.store.Apply([]store.Write{store.Put(store.BatchKey(digests[3]), raw)}); err != nil {
 		t.Fatal(err)
 	}
 	for {

@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -198,7 +197,7 @@ func New(cfg *config.Node, log *slog.Logger, opts ...Option) (*Node, error) {
 	rep.SetSigned(rec.Signed)
 	// Recorded at once: what the replica recovered beyond the record (a
 	// header re-signed from the store) and what was derived or migrated.
-	if err := signed.write(rep.Signed(), st.synced.Load()); err != nil {
+	if err := signed.write(rep.Signed(), st.group.Load()); err != nil {
 		signed.close()
 		st.Close()
 		return nil, fmt.Errorf("signing record: %w", err)
@@ -553,28 +552,18 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 		}
 		n.metrics.commitGroup.Observe(float64(len(merged)))
 		if failed == nil && len(writes) > 0 {
-			// Only what promises something waits for the disk: a group
-			// that signs, acknowledges a batch or a transaction, or
-			// commits. The others (certificates and batches received) are
-			// applied unsynced: the next synced group makes them durable
-			// (pebble's WAL is one ordered log), and a crash before it loses
-			// only what the node fetches again from its peers.
-			sync := signed != nil
-			for _, j := range merged {
-				sync = sync || len(j.acks) > 0 || j.head > 0 || slices.ContainsFunc(j.messages, promises)
-			}
 			start := time.Now()
-			if err := n.store.Apply(writes, sync); err != nil {
+			if err := n.store.Apply(writes); err != nil {
 				failed = fmt.Errorf("fatal: %w", err)
 				cancel(failed)
 			}
 			n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
 		}
 		// The signing record syncs after the store's writes (so an intact
-		// store is never behind it: checkStore; it claims the synced write
-		// groups only) and before any message of the jobs leaves.
+		// store is never behind it: checkStore) and before any message of the
+		// jobs leaves.
 		if failed == nil && signed != nil {
-			if err := n.signed.write(*signed, n.store.synced.Load()); err != nil {
+			if err := n.signed.write(*signed, n.store.group.Load()); err != nil {
 				failed = fmt.Errorf("fatal: %w", err)
 				cancel(failed)
 			}
@@ -584,20 +573,6 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 			merged[i] = commitJob{}
 		}
 	}
-}
-
-// promises reports whether a message commits this node to what the sync
-// makes durable: its own header (the store's last proposed header, sent
-// again after a restart), its votes (the signing record), a batch
-// acknowledgement (the batch is stored). A certificate carries its own
-// proof, a batch its digest, and a request or a response is answered again
-// after a restart.
-func promises(e narwhal.Envelope) bool {
-	switch e.Msg.(type) {
-	case *narwhal.HeaderMsg, *narwhal.VoteMsg, *narwhal.BatchAckMsg:
-		return true
-	}
-	return false
 }
 
 // carryOut sends a persisted job's messages, then acknowledges and

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cockroachdb/pebble/vfs"
-
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/primary"
 	"github.com/tezos-dsn/dsn/internal/store"
@@ -122,7 +120,7 @@ func TestCompleteSigned(t *testing.T) {
 	}
 	d := narwhal.Hash([]byte("voted"))
 	legacy := binary.BigEndian.AppendUint64(nil, 7)
-	if err := st.Apply([]store.Write{store.Put([]byte{'v', 0, 1}, append(legacy, d[:]...))}, true); err != nil {
+	if err := st.Apply([]store.Write{store.Put([]byte{'v', 0, 1}, append(legacy, d[:]...))}); err != nil {
 		t.Fatal(err)
 	}
 	old := signedRecord{Signed: primary.Signed{Proposed: 8, Votes: []uint64{0, 7, 6, 0}}, v1: true}
@@ -160,86 +158,6 @@ func TestStoreBehindTheRecordsWriteGroupIsRefused(t *testing.T) {
 	st, err = openStore(dir, storeOptions{signed: signedRecord{group: g}})
 	if err != nil {
 		t.Fatalf("a store level with its record: %v", err)
-	}
-	st.Close()
-}
-
-// Groups that promise nothing are applied unsynced; a synced group makes
-// them durable with it, and the signing record claims only synced groups.
-// A crash (pebble's strict in-memory file system keeps synced data only)
-// takes what came after the last synced group, and the store still passes
-// the start-up check against the record; a store behind the claim does
-// not.
-func TestCrashTakesOnlyWhatFollowsTheLastSync(t *testing.T) {
-	fs := vfs.NewStrictMem()
-	dir := "/data"
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if root, err := fs.OpenDir("/"); err != nil || root.Sync() != nil {
-		t.Fatal("sync /", err)
-	}
-	st, err := openStore(dir, storeOptions{fs: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	put := func(k string, sync bool) {
-		if err := st.Apply([]store.Write{store.Put([]byte("~"+k), []byte("v"))}, sync); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put("unsynced-then-covered", false)
-	put("synced", true)
-	claim := st.synced.Load()
-	put("lost", false)
-	if st.synced.Load() != claim || st.group.Load() != claim+1 {
-		t.Fatalf("an unsynced group moved the synced count: synced %d, groups %d", st.synced.Load(), st.group.Load())
-	}
-	fs.SetIgnoreSyncs(true)
-	st.Close()
-	fs.ResetToSyncedState()
-	fs.SetIgnoreSyncs(false)
-
-	st, err = openStore(dir, storeOptions{fs: fs, signed: signedRecord{group: claim}})
-	if err != nil {
-		t.Fatalf("after a crash, against a record of the synced groups: %v", err)
-	}
-	for k, want := range map[string]bool{"unsynced-then-covered": true, "synced": true, "lost": false} {
-		if _, ok := st.Get([]byte("~" + k)); ok != want {
-			t.Errorf("%s: stored %v after the crash, want %v", k, ok, want)
-		}
-	}
-	g := st.group.Load()
-	st.Close()
-	if _, err := openStore(dir, storeOptions{fs: fs, signed: signedRecord{group: g + 1}}); err == nil || !strings.Contains(err.Error(), "write groups") {
-		t.Fatalf("a record claiming a group the store lacks: %v", err)
-	}
-}
-
-// A new store beside a kept signing record syncs its first write group at
-// once: a crash before the node's first synced write does not leave it
-// behind the record.
-func TestNewStoreBesideARecordIsNotBehindItAfterACrash(t *testing.T) {
-	fs := vfs.NewStrictMem()
-	dir := "/data"
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if root, err := fs.OpenDir("/"); err != nil || root.Sync() != nil {
-		t.Fatal("sync /", err)
-	}
-	rec := signedRecord{group: 40}
-	st, err := openStore(dir, storeOptions{fs: fs, signed: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs.SetIgnoreSyncs(true)
-	st.Close()
-	fs.ResetToSyncedState()
-	fs.SetIgnoreSyncs(false)
-	st, err = openStore(dir, storeOptions{fs: fs, signed: rec})
-	if err != nil {
-		t.Fatalf("a new store beside a record, crashed before any write: %v", err)
 	}
 	st.Close()
 }

@@ -64,7 +64,7 @@ func committedStore(t testing.TB, dir string, n, certs, size int) bullshark.Reco
 		state := bullshark.State{LastIndex: uint64(idx), CommittedRound: uint64(idx), LastCommitted: make([]uint64, certs)}
 		ws = append(ws, store.Put(store.SubDAGKey(uint64(idx)), rec.Encode()), store.Put(store.ConsensusKey(), state.Encode()),
 			store.Put(store.AuditedKey(), binary.BigEndian.AppendUint64(nil, uint64(idx))))
-		if err := st.Apply(ws, true); err != nil {
+		if err := st.Apply(ws); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -81,7 +81,7 @@ func edit(t testing.TB, dir string, ws ...store.Write) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Apply(ws, true); err != nil {
+	if err := st.Apply(ws); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Close(); err != nil {

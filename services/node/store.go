@@ -74,8 +74,7 @@ type pebbleStore struct {
 	closed  bool
 	fatal   *pebblefatal.Signal
 	existed bool          // opened on an existing store (not created)
-	group   atomic.Uint64 // write groups so far (store.GroupKey), one per Apply
-	synced  atomic.Uint64 // the last synced one (it makes those before it durable too)
+	group   atomic.Uint64 // synced write groups so far (store.GroupKey), one per Apply
 	checked storeCheck    // what the start-up check covered (zero for a new store)
 }
 
@@ -130,17 +129,6 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 		// A new store beside a kept signing record (--resync) counts its
 		// write groups on from the record's.
 		ps.group.Store(o.signed.group)
-		if o.signed.group > 0 {
-			// A new store beside a kept signing record (--resync) counts
-			// its write groups on from the record's, synced at once: a
-			// crash before its first synced write must not leave it
-			// behind the record.
-			if err := ps.Apply(nil, true); err != nil {
-				ps.close()
-				return nil, err
-			}
-		}
-		ps.synced.Store(ps.group.Load())
 		return ps, nil
 	}
 	walTail, err := checkFiles(fs, dir)
@@ -169,7 +157,6 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 	sc.walTail = walTail
 	ps := &pebbleStore{db: db, dir: dir, fatal: fatal, existed: true, checked: sc}
 	ps.group.Store(sc.group)
-	ps.synced.Store(sc.group)
 	return ps, nil
 }
 
@@ -579,15 +566,11 @@ func (s *pebbleStore) Scan(start, end []byte, fn func(k, v []byte) bool) {
 	}
 }
 
-// Apply writes ws as one atomic batch, a write group, and with sync waits
-// until it is on disk, with every group before it (pebble's WAL is one
-// ordered log); without, pebble keeps it in its WAL buffer and memtable
-// until a later synced group, so a crash may take it. A failed commit is
-// fatal inside pebble (Fatalf): Apply returns the fatal error, and the
-// node stops without acknowledging anything of this batch. One goroutine
-// applies.
-func (s *pebbleStore) Apply(ws []store.Write, sync bool) error {
-	if len(ws) == 0 && !sync {
+// Apply writes ws as one atomic batch and syncs it to disk. A failed
+// commit is fatal inside pebble (Fatalf): Apply returns the fatal error,
+// and the node stops without acknowledging anything of this batch.
+func (s *pebbleStore) Apply(ws []store.Write) error {
+	if len(ws) == 0 {
 		return nil
 	}
 	s.mu.RLock()
@@ -619,14 +602,7 @@ func (s *pebbleStore) Apply(ws []store.Write, sync bool) error {
 	// A failed commit is fatal inside pebble, which parks the committing
 	// goroutine; Apply still returns (pebblefatal.Commit), and releases the
 	// store's lock, so that the node stops and closes the store cleanly.
-	if !sync {
-		return s.fatal.Commit(b, pebble.NoSync)
-	}
-	if err := s.fatal.Commit(b, pebble.Sync); err != nil {
-		return err
-	}
-	s.synced.Store(group)
-	return nil
+	return s.fatal.Commit(b, pebble.Sync)
 }
 
 // Close closes the store; after a fatal error it gives up after a few
