@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/vfs"
+
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/primary"
 	"github.com/tezos-dsn/dsn/internal/store"
@@ -158,6 +160,35 @@ func TestStoreBehindTheRecordsWriteGroupIsRefused(t *testing.T) {
 	st, err = openStore(dir, storeOptions{signed: signedRecord{group: g}})
 	if err != nil {
 		t.Fatalf("a store level with its record: %v", err)
+	}
+	st.Close()
+}
+
+// A new store beside a kept signing record records its write group at
+// once: a crash before the node's first write does not leave it behind
+// the record (pebble's strict in-memory file system keeps synced data
+// only).
+func TestNewStoreBesideARecordIsNotBehindItAfterACrash(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	dir := "/data"
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if root, err := fs.OpenDir("/"); err != nil || root.Sync() != nil {
+		t.Fatal("sync /", err)
+	}
+	rec := signedRecord{group: 40}
+	st, err := openStore(dir, storeOptions{fs: fs, signed: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.SetIgnoreSyncs(true)
+	st.Close()
+	fs.ResetToSyncedState()
+	fs.SetIgnoreSyncs(false)
+	st, err = openStore(dir, storeOptions{fs: fs, signed: rec})
+	if err != nil {
+		t.Fatalf("a new store beside a record, crashed before any write: %v", err)
 	}
 	st.Close()
 }

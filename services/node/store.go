@@ -127,8 +127,15 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 		}
 		ps := &pebbleStore{db: db, dir: dir, fatal: fatal}
 		// A new store beside a kept signing record (--resync) counts its
-		// write groups on from the record's.
+		// write groups on from the record's, and says so at once (synced):
+		// a crash before its first write must not leave it behind the record.
 		ps.group.Store(o.signed.group)
+		if o.signed.group > 0 {
+			if err := ps.fatal.Commit(groupBatch(db, o.signed.group), pebble.Sync); err != nil {
+				ps.close()
+				return nil, err
+			}
+		}
 		return ps, nil
 	}
 	walTail, err := checkFiles(fs, dir)
@@ -581,12 +588,7 @@ func (s *pebbleStore) Apply(ws []store.Write) error {
 	if _, err := s.Fatal(); err != nil { // after a fatal error, nothing more is written
 		return err
 	}
-	b := s.db.NewBatch()
-	group := s.group.Add(1)
-	if err := b.Set(store.GroupKey(), binary.BigEndian.AppendUint64(nil, group), nil); err != nil {
-		b.Close()
-		return fmt.Errorf("store batch: %w", err)
-	}
+	b := groupBatch(s.db, s.group.Add(1))
 	for _, w := range ws {
 		var err error
 		if w.Delete {
@@ -603,6 +605,13 @@ func (s *pebbleStore) Apply(ws []store.Write) error {
 	// goroutine; Apply still returns (pebblefatal.Commit), and releases the
 	// store's lock, so that the node stops and closes the store cleanly.
 	return s.fatal.Commit(b, pebble.Sync)
+}
+
+// groupBatch returns a batch that starts by recording write group n.
+func groupBatch(db *pebble.DB, n uint64) *pebble.Batch {
+	b := db.NewBatch()
+	_ = b.Set(store.GroupKey(), binary.BigEndian.AppendUint64(nil, n), nil) // an unindexed batch's Set cannot fail
+	return b
 }
 
 // Close closes the store; after a fatal error it gives up after a few
