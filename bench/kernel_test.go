@@ -197,7 +197,7 @@ func BenchmarkKernel(b *testing.B) {
 	for b.Loop() {
 		var steps []kernelStep
 		var perCert time.Duration
-		for _, rate := range []float64{250, 1100, 12000} {
+		for _, rate := range []float64{250, 1100, 6000} {
 			committee, dag := kernelDAG(b, rate, 3*time.Second)
 			if perCert == 0 {
 				perCert = certCost(b, committee, dag)
