@@ -201,13 +201,7 @@ func (b *Bullshark) InsertCommitted(author narwhal.AuthorityID, round uint64, d 
 	if round > b.lastCommitted[author] {
 		return fmt.Errorf("%w: round %d of author %d is above its last committed round %d", ErrBadState, round, author, b.lastCommitted[author])
 	}
-	c := &narwhal.Certificate{Header: narwhal.Header{Author: author, Round: round, Epoch: b.committee.Epoch}}
-	fresh, err := b.check(c, d)
-	if err != nil || !fresh {
-		return err
-	}
-	b.insert(c, d)
-	return nil
+	return b.InsertKnown(&narwhal.Certificate{Header: narwhal.Header{Author: author, Round: round, Epoch: b.committee.Epoch}}, d)
 }
 
 // ProcessCertificate inserts a causally complete certificate (every parent

@@ -104,10 +104,15 @@ func decodePublicKey(pk PublicKey) (*edwards25519.Point, error) {
 	if !bytes.Equal(p.Bytes(), pk[:]) {
 		return nil, fmt.Errorf("%w: non-canonical encoding", ErrInvalidPublicKey)
 	}
-	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+	if smallOrder(p) {
 		return nil, fmt.Errorf("%w: small order", ErrInvalidPublicKey)
 	}
 	return p, nil
+}
+
+// smallOrder reports whether [8]p is the identity.
+func smallOrder(p *edwards25519.Point) bool {
+	return new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1
 }
 
 // Verify checks one signature under the ZIP-215 rules.
@@ -186,7 +191,7 @@ func NewKeySetFromPoints(pks []PublicKey, points []byte) (*KeySet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("key %d: %w: %v", i, ErrInvalidPublicKey, err)
 		}
-		if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		if smallOrder(p) {
 			return nil, fmt.Errorf("key %d: %w: small order", i, ErrInvalidPublicKey)
 		}
 		ks.points = append(ks.points, p)

@@ -62,7 +62,7 @@ func (m *linearMemory) Free() {
 	}
 	m.pool.mu.Lock()
 	defer m.pool.mu.Unlock()
-	m.pool.buf = m.buf[:len(m.buf)] // clear at the next Allocate: what this run touched
+	m.pool.buf = m.buf // its length, what this run touched, is cleared at the next Allocate
 	m.pool.busy = false
 	m.pool = nil
 }
