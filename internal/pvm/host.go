@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tezos-dsn/dsn/internal/wasmmeter"
 	"golang.org/x/crypto/blake2b"
 )
 
@@ -350,6 +352,28 @@ func (p *PVM) instantiateHost(ctx context.Context) error {
 		}
 		return ErrCodeGenericInvalid // DAL pages and parameters: no DAL here
 	}).Export("reveal")
-	_, err := b.Instantiate(ctx)
+	if _, err := b.Instantiate(ctx); err != nil {
+		return err
+	}
+	_, err := p.rt.NewHostModuleBuilder(wasmmeter.CheckpointModule).NewFunctionBuilder().
+		WithFunc(checkpoint).Export(wasmmeter.CheckpointName).Instantiate(ctx)
 	return err
+}
+
+// checkpointTicks is how far a metered run goes between two calls into
+// checkpoint: about a millisecond of arithmetic here.
+const checkpointTicks = 100_000_000
+
+// checkpoint is called by a metered kernel every checkpointTicks ticks (see
+// wasmmeter's Checkpoints) and returns the ticks of the next call. It stops
+// the run if ctx is done, and otherwise yields: native wasm code cannot be
+// preempted, so a stop-the-world of the garbage collector, and with it the
+// rest of the process, would wait for the whole kernel_run. The limit
+// itself is checked in the module.
+func checkpoint(ctx context.Context, ticks uint64) uint64 {
+	if ctx.Err() != nil {
+		panic(errInterrupted) // wazero turns it into the Call's error
+	}
+	runtime.Gosched()
+	return ticks + checkpointTicks
 }

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/blake2b"
 )
@@ -171,6 +172,35 @@ func TestStuckKernelsNeverStopTheHost(t *testing.T) {
 	spin.cfg.TickLimit = 50_000_000
 	if res := level(t, spin, 1); !strings.Contains(res.Stuck, "limit of 50000000 ticks") {
 		t.Fatalf("spin: %q", res.Stuck)
+	}
+}
+
+// A metered run stops when its context is done (through the tick counter,
+// not wazero's per-call checks), whether that happens while it runs or
+// before it starts, and the level is not committed: an interruption is no
+// verdict.
+func TestCancelledLevelStopsAndIsNoVerdict(t *testing.T) {
+	for _, while := range []bool{true, false} {
+		p := newPVM(t, "spin")
+		p.cfg.TickLimit = DefaultTickLimit // hours of spinning
+		ctx, cancel := context.WithCancel(context.Background())
+		if while {
+			time.AfterFunc(50*time.Millisecond, cancel)
+		} else {
+			cancel()
+		}
+		start := time.Now()
+		res, err := p.RunLevel(ctx, 1, 1_700_000_000, [32]byte{1}, nil)
+		if !errors.Is(err, context.Canceled) || res != nil {
+			t.Fatalf("cancelled while running %v: res %+v, err %v", while, res, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("cancelled while running %v: took %v to stop", while, took)
+		}
+		if _, ok := p.Durable().Get(PathStuck); ok {
+			t.Fatalf("cancelled while running %v: recorded as stuck", while)
+		}
+		cancel()
 	}
 }
 

@@ -79,11 +79,22 @@ var sectionRank = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 
 // return too). The instrumented module behaves like the original as long as
 // the limit is not exceeded.
 func Instrument(wasm []byte, costs Costs, limit uint64) ([]byte, error) {
-	return instrumentModule(wasm, costs, limit, false)
+	return InstrumentWith(wasm, costs, limit, Options{})
 }
 
-// instrumentModule is Instrument, or with profile InstrumentProfile.
-func instrumentModule(wasm []byte, costs Costs, limit uint64, profile bool) ([]byte, error) {
+// Options choose what InstrumentWith adds beyond the tick counter.
+type Options struct {
+	// Profile: each defined function's own ticks (see InstrumentProfile).
+	Profile bool
+	// Checkpoints: the module calls the host function CheckpointName of
+	// module CheckpointModule whenever the counter passes the global
+	// exported as CheckpointExport (see Checkpoints in the package doc).
+	Checkpoints bool
+}
+
+// InstrumentWith is Instrument with options.
+func InstrumentWith(wasm []byte, costs Costs, limit uint64, o Options) ([]byte, error) {
+	profile := o.Profile
 	secs, err := wasmbin.Sections(wasm, errModule)
 	if err != nil {
 		return nil, err
@@ -96,6 +107,10 @@ func instrumentModule(wasm []byte, costs Costs, limit uint64, profile bool) ([]b
 		globalSec   = -1
 		exportSec   = -1
 		codeSec     = -1
+		typeSec     = -1
+		importSec   = -1
+		startSec    = -1
+		elemSec     = -1
 		seen        = map[byte]bool{}
 		exports     map[string]bool // the existing export names, if profile
 	)
@@ -113,6 +128,7 @@ func instrumentModule(wasm []byte, costs Costs, limit uint64, profile bool) ([]b
 		r := wasmbin.NewReader(s.Body, errModule)
 		switch s.ID {
 		case 1:
+			typeSec = i
 			for n := r.U32(); n > 0 && r.Err == nil; n-- {
 				if r.Byte() != 0x60 {
 					r.Fail("type form")
@@ -121,6 +137,7 @@ func instrumentModule(wasm []byte, costs Costs, limit uint64, profile bool) ([]b
 				r.Bytes(r.ULEB(32)) // results
 			}
 		case 2:
+			importSec = i
 			for n := r.U32(); n > 0 && r.Err == nil; n-- {
 				r.Name()
 				r.Name()
@@ -161,6 +178,10 @@ func instrumentModule(wasm []byte, costs Costs, limit uint64, profile bool) ([]b
 				r.U32()
 			}
 			exportSec = i
+		case 8:
+			startSec = i
+		case 9:
+			elemSec = i
 		case 10:
 			codeSec = i
 		}
@@ -180,6 +201,24 @@ func instrumentModule(wasm []byte, costs Costs, limit uint64, profile bool) ([]b
 			}
 		}
 		counters = append(counters, 0)
+	}
+	// With checkpoints: the checkpoint global after the counters (not
+	// exported), and the host function imported after the other imports,
+	// which moves every defined function's index up by one.
+	chk := check{limit: limit}
+	shift := func(f uint64) uint64 { return f }
+	exported := nglobals
+	if o.Checkpoints {
+		chk.global = counter + uint64(nglobals)
+		chk.function = importFuncs
+		chk.on = true
+		nglobals++
+		shift = func(f uint64) uint64 {
+			if f >= importFuncs {
+				return f + 1
+			}
+			return f
+		}
 	}
 
 	var code []byte
@@ -204,7 +243,7 @@ func instrumentModule(wasm []byte, costs Costs, limit uint64, profile bool) ([]b
 			if profile {
 				counters[1] = counter + 1 + uint64(i)
 			}
-			nb, err := instrumentBody(body, costs, limit, np, counters)
+			nb, err := instrumentBody(body, costs, chk, np, counters, shift)
 			if err != nil {
 				return nil, fmt.Errorf("function %d: %w", importFuncs+uint64(i), err)
 			}
@@ -231,22 +270,39 @@ func instrumentModule(wasm []byte, costs Costs, limit uint64, profile bool) ([]b
 	for range nglobals {
 		globalBody = append(globalBody, newGlobal...)
 	}
-	exportBody := uleb(nil, uint64(nglobals))
+	exportBody := uleb(nil, uint64(exported))
 	if exportSec >= 0 {
-		r := wasmbin.NewReader(secs[exportSec].Body, errModule)
-		n := r.U32()
-		exportBody = uleb(nil, uint64(n)+uint64(nglobals))
-		exportBody = append(exportBody, secs[exportSec].Body[r.Off:]...)
+		var err error
+		if exportBody, err = shiftExports(secs[exportSec].Body, uint64(exported), shift); err != nil {
+			return nil, err
+		}
 	}
 	exportBody = uleb(append(str(exportBody, CounterExport), 0x03), counter)
-	for i := 1; i < nglobals; i++ {
+	for i := 1; i < exported; i++ {
 		name := ProfileExport(uint32(importFuncs) + uint32(i-1))
 		exportBody = uleb(append(str(exportBody, name), 0x03), counter+uint64(i))
+	}
+	// Sections whose function indices move, and the import and its type.
+	rewritten := map[int][]byte{}
+	if chk.on {
+		var err error
+		if rewritten, err = checkpointSections(secs, typeSec, importSec, startSec, elemSec, uint64(len(params)), shift); err != nil {
+			return nil, err
+		}
 	}
 
 	out := append(make([]byte, 0, len(wasm)+len(wasm)/2+64), wasm[:8]...)
 	globalDone, exportDone := false, false
+	typeDone, importDone := !chk.on || typeSec >= 0, !chk.on || importSec >= 0
 	flush := func(rank int) {
+		if !typeDone && rank > sectionRank[1] {
+			out = append(out, section(1, rewritten[-1])...)
+			typeDone = true
+		}
+		if !importDone && rank > sectionRank[2] {
+			out = append(out, section(2, rewritten[-2])...)
+			importDone = true
+		}
 		if !globalDone && rank > sectionRank[6] {
 			out = append(out, section(6, globalBody)...)
 			globalDone = true
@@ -259,6 +315,12 @@ func instrumentModule(wasm []byte, costs Costs, limit uint64, profile bool) ([]b
 	for i, s := range secs {
 		if s.ID != 0 {
 			flush(sectionRank[s.ID])
+		}
+		if b, ok := rewritten[i]; ok {
+			if b != nil { // nil: a name section dropped
+				out = append(out, section(s.ID, b)...)
+			}
+			continue
 		}
 		switch i {
 		case globalSec:
@@ -294,10 +356,19 @@ func cuts(op byte) bool {
 	return false
 }
 
+// check is what a function entry and a loop header check: the counter
+// against limit, and with checkpoints (on) first against the checkpoint
+// global, which the checkpoint function moves when the counter passes it.
+type check struct {
+	limit            uint64
+	on               bool
+	global, function uint64
+}
+
 // instrumentBody meters one function body (locals and expression): each
-// block's cost is added to every global of counters, and counters[0] is
-// checked against limit.
-func instrumentBody(body []byte, costs Costs, limit, params uint64, counters []uint64) ([]byte, error) {
+// block's cost is added to every global of counters, counters[0] is checked
+// as chk says, and the function index of every call is mapped by shift.
+func instrumentBody(body []byte, costs Costs, chk check, params uint64, counters []uint64, shift func(uint64) uint64) ([]byte, error) {
 	counter := counters[0]
 	r := wasmbin.NewReader(body, errModule)
 	var locals uint64
@@ -359,12 +430,31 @@ func instrumentBody(body []byte, costs Costs, limit, params uint64, counters []u
 			}
 		}
 		if entry || header {
-			out = append(out, 0x23)
-			out = uleb(out, counter)
-			out = sleb(append(out, 0x42), int64(limit))
+			if chk.on { // if counter > checkpoint
+				out = uleb(append(out, 0x23), counter)
+				out = uleb(append(out, 0x23), chk.global)
+				out = append(out, 0x56, 0x04, 0x40)
+			}
+			out = uleb(append(out, 0x23), counter) // if counter > limit: unreachable
+			out = sleb(append(out, 0x42), int64(chk.limit))
 			out = append(out, 0x56, 0x04, 0x40, 0x00, 0x0b)
+			if chk.on { // checkpoint = min(checkpoint(counter), limit); end
+				out = uleb(append(out, 0x23), counter)
+				out = uleb(append(out, 0x10), chk.function)
+				out = uleb(append(out, 0x24), chk.global)
+				for range 2 {
+					out = uleb(append(out, 0x23), chk.global)
+					out = sleb(append(out, 0x42), int64(chk.limit))
+				}
+				out = append(out, 0x54, 0x1b) // i64.lt_u; select
+				out = append(uleb(append(out, 0x24), chk.global), 0x0b)
+			}
 		}
 		for _, in := range ins[i : j+1] {
+			if in.Op == 0x10 {
+				out = uleb(append(out, 0x10), shift(uint64(in.Index)))
+				continue
+			}
 			out = append(out, in.Raw...)
 		}
 		entry, header = false, ins[j].Op == 0x03

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -168,7 +169,16 @@ type outcome struct {
 	// profile holds the self-tick counters of functions 0 to 63 that the
 	// module exports (it is empty unless it was instrumented with profile).
 	profile map[uint32]uint64
+	// checkpoints: the calls of the checkpoint host function.
+	checkpoints uint64
 }
+
+// checkpointQuantum is how far the tests' checkpoint host moves the
+// checkpoint past the counter: small, so that runs call it often.
+const checkpointQuantum = 100
+
+// checkpointHost is what the tests' checkpoint function returns.
+var checkpointHost = func(ticks uint64) uint64 { return ticks + checkpointQuantum }
 
 // run instantiates wasm in a fresh runtime and calls fn with args.
 func run(t testing.TB, wasm []byte, fn string, args ...uint64) outcome {
@@ -184,6 +194,14 @@ func run(t testing.TB, wasm []byte, fn string, args ...uint64) outcome {
 		Instantiate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	var checkpoints uint64
+	if _, err := r.NewHostModuleBuilder(CheckpointModule).NewFunctionBuilder().
+		WithFunc(func(ticks uint64) uint64 {
+			checkpoints++
+			return checkpointHost(ticks)
+		}).Export(CheckpointName).Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
 	genv := cat([]byte("\x00asm\x01\x00\x00\x00"), section(6, []byte{1, i32, 0, 0x41, 42, 0x0b}),
 		section(7, append(str(uleb(nil, 1), "g"), 3, 0)))
 	if _, err := r.InstantiateWithConfig(ctx, genv, wazero.NewModuleConfig().WithName("genv")); err != nil {
@@ -194,6 +212,7 @@ func run(t testing.TB, wasm []byte, fn string, args ...uint64) outcome {
 	if err == nil && fn != "" {
 		o.results, err = mod.ExportedFunction(fn).Call(ctx, args...)
 	}
+	o.checkpoints = checkpoints
 	if err != nil {
 		if mod == nil && fn != "" || !isTrap(err) || ctx.Err() != nil {
 			t.Fatalf("%s: %v", fn, err)
@@ -452,6 +471,112 @@ func TestNoGlobalOrExportSection(t *testing.T) {
 	}
 }
 
+// Checkpoints change no result, no tick count and no trap at the limit,
+// with or without profile; the module calls the checkpoint function as its
+// counter passes the checkpoint, at most once per quantum. The modules
+// cover what the import renumbers: calls, call_indirect through an element
+// segment, an exported function, a start function.
+func TestCheckpoints(t *testing.T) {
+	defer func(h func(uint64) uint64) { checkpointHost = h }(checkpointHost)
+	calls := tmod{hostFunc: true, importGlobal: true, global: true, table: true, memory: true, funcs: []tfunc{
+		{params: []byte{i32}, results: []byte{i32}, code: []byte{0x20, 0, 0x41, 2, 0x6c, 0x41, 1, 0x6a, 0x0b}},
+		{params: []byte{i32}, results: []byte{i32}, code: []byte{0x20, 0, 0x41, 3, 0x6b, 0x0b}},
+		{params: []byte{i32, i32}, results: []byte{i32}, export: "call", code: []byte{
+			0x20, 0, 0x10, 1, 0x20, 0, 0x20, 1, 0x11, 0, 0, 0x6a, 0x20, 0, 0x10, 0, 0x6a, 0x23, 0, 0x6a, 0x23, 1, 0x6a, 0x0b}},
+		loopFunc,
+	}}.bytes()
+	started := tmod{memory: true, start: 2, funcs: []tfunc{
+		{params: []byte{i32}, results: []byte{i32}, locals: []byte{i32}, code: loopFunc.code},
+		{code: []byte{0x41, 0, 0x41, 60, 0x10, 0, 0x36, 2, 0, 0x0b}}}}.bytes() // stores the sum of 60..1
+	spin := tmod{funcs: []tfunc{{export: "f", code: []byte{0x03, 0x40, 0x0c, 0, 0x0b, 0x0b}}}}.bytes()
+	for _, tc := range []struct {
+		name  string
+		wasm  []byte
+		fn    string
+		argss [][]uint64
+	}{
+		{"calls", calls, "call", [][]uint64{{5, 1}, {5, 2}, {5, 0}, {5, 9}}},
+		{"loop", tmod{funcs: []tfunc{loopFunc}}.bytes(), "f", [][]uint64{{0}, {7}, {1000}}},
+		{"start", started, "", [][]uint64{nil}},
+		{"spin", spin, "f", [][]uint64{nil}},
+	} {
+		for _, limit := range []uint64{1 << 40, 5000} {
+			if tc.name == "spin" && limit > 5000 {
+				continue // it would spin for hours
+			}
+			plain := instrument(t, tc.wasm, Octez, limit)
+			prof := instrumentProfile(t, tc.wasm, Octez, limit)
+			chk, err := InstrumentWith(tc.wasm, Octez, limit, Options{Checkpoints: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			both, err := InstrumentWith(tc.wasm, Octez, limit, Options{Checkpoints: true, Profile: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range tc.argss {
+				want, wantProf := run(t, plain, tc.fn, args...), run(t, prof, tc.fn, args...)
+				got, gotProf := run(t, chk, tc.fn, args...), run(t, both, tc.fn, args...)
+				same := func(a, b outcome) bool {
+					return fmt.Sprint(a.results, a.trap, a.ticks) == fmt.Sprint(b.results, b.trap, b.ticks) && bytes.Equal(a.memory, b.memory)
+				}
+				if !same(got, want) || !same(gotProf, want) || fmt.Sprint(gotProf.profile) != fmt.Sprint(wantProf.profile) {
+					t.Fatalf("%s%v limit %d: with checkpoints %+v, profiled %+v; without %+v, profiled %+v", tc.name, args, limit, got, gotProf, want, wantProf)
+				}
+				if want.checkpoints != 0 || got.checkpoints == 0 || got.checkpoints > got.ticks/checkpointQuantum+1 ||
+					got.ticks > 20*checkpointQuantum && got.checkpoints < got.ticks/(4*checkpointQuantum) {
+					t.Fatalf("%s%v limit %d: %d checkpoints in %d ticks (quantum %d)", tc.name, args, limit, got.checkpoints, got.ticks, checkpointQuantum)
+				}
+				// Whatever the host returns, the run is the same.
+				for _, h := range []func(uint64) uint64{
+					func(uint64) uint64 { return 0 },
+					func(uint64) uint64 { return ^uint64(0) },
+					func(t uint64) uint64 { return t + 1<<63 },
+				} {
+					checkpointHost = h
+					if odd := run(t, chk, tc.fn, args...); !same(odd, want) {
+						t.Fatalf("%s%v limit %d: with an odd host %+v, without checkpoints %+v", tc.name, args, limit, odd, want)
+					}
+				}
+				checkpointHost = func(ticks uint64) uint64 { return ticks + checkpointQuantum }
+			}
+		}
+	}
+}
+
+// With checkpoints, the name section follows the functions' new indices:
+// the import stays, defined functions move up by one, in the function names
+// and the local names; the module name stays, other subsections go.
+func TestCheckpointsRenumberNames(t *testing.T) {
+	m := tmod{hostFunc: true, funcs: []tfunc{loopFunc, {code: []byte{0x0b}}}}.bytes()
+	names := func(sum, nop uint32, labels bool) []byte {
+		sub := func(id byte, b []byte) []byte { return append(uleb([]byte{id}, uint64(len(b))), b...) }
+		fn := cat([]byte{3, 0}, str(nil, "host.h"), uleb(nil, uint64(sum)), str(nil, "sum_to"), uleb(nil, uint64(nop)), str(nil, "nop"))
+		locals := cat([]byte{1}, uleb(nil, uint64(sum)), []byte{2, 0}, str(nil, "n"), []byte{1}, str(nil, "acc"))
+		body := cat(str(nil, "name"), sub(0, str(nil, "mod")), sub(1, fn), sub(2, locals))
+		if labels {
+			body = cat(body, sub(3, []byte{0}))
+		}
+		return section(0, body)
+	}
+	out, err := InstrumentWith(cat(m, names(1, 2, true)), Octez, 1000, Options{Checkpoints: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(out, names(2, 3, false)) {
+		t.Fatalf("name section not renumbered: % x", out[len(out)-60:])
+	}
+	got, err := FunctionNames(out)
+	if want := map[uint32]string{0: "host.h", 2: "sum_to", 3: "nop"}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, %v; want %v", got, err, want)
+	}
+	// A name section that does not parse is dropped, not refused.
+	bad := cat(m, section(0, cat(str(nil, "name"), []byte{1, 5, 3, 1, 1, 'a', 2})))
+	if out, err := InstrumentWith(bad, Octez, 1000, Options{Checkpoints: true}); err != nil || bytes.Contains(out, []byte("\x04name")) {
+		t.Fatalf("bad name section: %v", err)
+	}
+}
+
 func TestLargeConstants(t *testing.T) {
 	// Limits and costs above 2^63 are unsigned: no trap at a limit of 2^64-1,
 	// and a cost of 2^63+1 per instruction saturates the block.
@@ -508,15 +633,16 @@ func TestKernels(t *testing.T) {
 	validate, _ := exec.LookPath("wasm-validate")
 	for _, f := range kernels(t) {
 		for _, mode := range []struct {
-			name       string
-			instrument func([]byte, Costs, uint64) ([]byte, error)
-		}{{"plain", Instrument}, {"profile", InstrumentProfile}} {
+			name string
+			opts Options
+		}{{"plain", Options{}}, {"profile", Options{Profile: true}}, {"checkpoints", Options{Checkpoints: true}},
+			{"profile+checkpoints", Options{Profile: true, Checkpoints: true}}} {
 			t.Run(filepath.Base(f)+"/"+mode.name, func(t *testing.T) {
 				wasm, err := os.ReadFile(f)
 				if err != nil {
 					t.Fatal(err)
 				}
-				metered, err := mode.instrument(wasm, Octez, 11_000_000_000)
+				metered, err := InstrumentWith(wasm, Octez, 11_000_000_000, mode.opts)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -540,8 +666,11 @@ func TestKernels(t *testing.T) {
 				// With profile, a counter for each defined function, none
 				// for the imported ones.
 				imported := uint32(len(cm.ImportedFunctions()))
+				if mode.opts.Checkpoints {
+					imported-- // the checkpoint function, after the kernel's imports
+				}
 				defined := definedFuncs(t, wasm)
-				if mode.name == "plain" {
+				if !mode.opts.Profile {
 					defined = 0
 				}
 				for i := uint32(0); i < imported+defined+1; i++ {
@@ -657,6 +786,16 @@ func FuzzInstrument(f *testing.F) {
 			t.Fatalf("the original compiles, the instrumented module does not: %v", err)
 		}
 		cm.Close(ctx)
+		chk, err := InstrumentWith(b, Octez, 1000, Options{Checkpoints: true})
+		if err != nil {
+			if !strings.Contains(err.Error(), "element segment") {
+				t.Fatalf("Instrument succeeds, with checkpoints it fails: %v", err)
+			}
+		} else if cm, err = r.CompileModule(ctx, chk); err != nil {
+			t.Fatalf("the original compiles, the module with checkpoints does not: %v", err)
+		} else {
+			cm.Close(ctx)
+		}
 		if perr != nil { // only for a clash with an existing export
 			if !strings.Contains(perr.Error(), "already exports "+profilePrefix) {
 				t.Fatalf("Instrument succeeds, InstrumentProfile fails: %v", perr)

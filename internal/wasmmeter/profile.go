@@ -29,7 +29,7 @@ const profilePrefix = "__dsn_fticks_"
 // where G, the tick counter's index, is the number of globals (imported and
 // defined) of the original module.
 func InstrumentProfile(wasm []byte, costs Costs, limit uint64) ([]byte, error) {
-	return instrumentModule(wasm, costs, limit, true)
+	return InstrumentWith(wasm, costs, limit, Options{Profile: true})
 }
 
 // ProfileExport is the export name of function funcIndex's self-tick counter.
