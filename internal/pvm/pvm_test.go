@@ -204,6 +204,35 @@ func TestCancelledLevelStopsAndIsNoVerdict(t *testing.T) {
 	}
 }
 
+// A long kernel_run does not hold up the rest of the process: native wasm
+// code cannot be preempted, but the meter's checkpoints yield, so a
+// collection (which stops the world) completes while a kernel spins.
+func TestSpinningKernelLetsTheCollectorRun(t *testing.T) {
+	p := newPVM(t, "spin")
+	p.cfg.TickLimit = DefaultTickLimit
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.RunLevel(ctx, 1, 1_700_000_000, [32]byte{1}, nil)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the kernel spins
+	collected := make(chan struct{})
+	go func() {
+		runtime.GC()
+		close(collected)
+	}()
+	select {
+	case <-collected:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a collection waited 5 s for a spinning kernel")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v", err)
+	}
+}
+
 // A spin-loop kernel with a small tick limit is stuck at exactly that
 // limit, on every run, whatever else the machine does meanwhile.
 func TestSpinIsStuckAtTheTickLimit(t *testing.T) {
