@@ -137,12 +137,24 @@ func wasiBody(name string, ft funcType, writeDebug, memfill, clock uint32) []byt
 	return withLocals(0, cat(zeroResult(ft.results), end))
 }
 
-// memmoveBody copies n bytes from src to dst with memmove semantics, eight
-// bytes at a time while it can (each word is read before it is written, so
-// overlapping copies stay correct in both directions).
+// memmoveBody copies n bytes from src to dst with memmove semantics, 32
+// bytes at a time while it can, then eight, then one (words go in the
+// direction of the copy, each read before it is written, so overlapping
+// copies stay correct in both directions).
 func memmoveBody() []byte {
 	i64Load0, i64Store0 := []byte{0x29, 0, 0}, []byte{0x37, 0, 0}
 	i32LtU := []byte{0x49}
+	var fwdFour, bwdFour []byte // four words at offsets 0, 8, 16, 24 (backward: 24 … 0)
+	for k := byte(0); k < 4; k++ {
+		fwdFour = cat(fwdFour, lget(0), lget(1), []byte{0x29, 0, 8 * k}, []byte{0x37, 0, 8 * k})
+		bwdFour = cat(bwdFour, lget(0), lget(2), i32Add, lget(1), lget(2), i32Add, []byte{0x29, 0, 24 - 8*k}, []byte{0x37, 0, 24 - 8*k})
+	}
+	fwdBlocks := loop(cat(lget(2), i32c(32), i32LtU), cat(fwdFour,
+		lget(0), i32c(32), i32Add, lset(0),
+		lget(1), i32c(32), i32Add, lset(1),
+		lget(2), i32c(32), i32Sub, lset(2)))
+	bwdBlocks := loop(cat(lget(2), i32c(32), i32LtU), cat(
+		lget(2), i32c(32), i32Sub, lset(2), bwdFour))
 	fwdWords := loop(cat(lget(2), i32c(8), i32LtU), cat(
 		lget(0), lget(1), i64Load0, i64Store0,
 		lget(0), i32c(8), i32Add, lset(0),
@@ -159,16 +171,23 @@ func memmoveBody() []byte {
 	bwd := loop(cat(lget(2), i32Eqz), cat(
 		lget(2), i32c(1), i32Sub, lset(2),
 		lget(0), lget(2), i32Add, lget(1), lget(2), i32Add, i32Load8U, i32Store8))
-	return withLocals(0, cat(lget(0), lget(1), i32LeU, []byte{0x04, 0x40}, fwdWords, fwd, []byte{0x05}, bwdWords, bwd, end, end))
+	return withLocals(0, cat(lget(0), lget(1), i32LeU, []byte{0x04, 0x40}, fwdBlocks, fwdWords, fwd, []byte{0x05}, bwdBlocks, bwdWords, bwd, end, end))
 }
 
-// memfillBody stores the low byte of val in n bytes from dst, eight at a time
-// while it can.
+// memfillBody stores the low byte of val in n bytes from dst, 32 at a time
+// while it can, then eight, then one.
 func memfillBody() []byte {
 	// local 3: the byte replicated into an i64
 	word := cat(lget(1), []byte{0x41, 0xff, 0x01}, []byte{0x71}, []byte{0xad}, // i64.extend_i32_u(val & 255)
 		[]byte{0x42, 0x81, 0x82, 0x84, 0x88, 0x90, 0xa0, 0xc0, 0x80, 0x01}, []byte{0x7e}, // * 0x0101010101010101
 		[]byte{0x21, 3})
+	var four []byte
+	for k := byte(0); k < 4; k++ {
+		four = cat(four, lget(0), []byte{0x20, 3}, []byte{0x37, 0, 8 * k})
+	}
+	blocks := loop(cat(lget(2), i32c(32), []byte{0x49}), cat(four,
+		lget(0), i32c(32), i32Add, lset(0),
+		lget(2), i32c(32), i32Sub, lset(2)))
 	words := loop(cat(lget(2), i32c(8), []byte{0x49}), cat(
 		lget(0), []byte{0x20, 3}, []byte{0x37, 0, 0},
 		lget(0), i32c(8), i32Add, lset(0),
@@ -177,5 +196,5 @@ func memfillBody() []byte {
 		lget(0), lget(1), i32Store8,
 		lget(0), i32c(1), i32Add, lset(0),
 		lget(2), i32c(1), i32Sub, lset(2)))
-	return append([]byte{1, 1, tI64}, cat(word, words, bytesLoop, end)...)
+	return append([]byte{1, 1, tI64}, cat(word, blocks, words, bytesLoop, end)...)
 }
