@@ -26,9 +26,9 @@ import (
 // host returns.
 //
 // The host function is imported after the module's own imports, so every
-// defined function's index moves up by one: calls, exports, the start
-// function, element segments and the name section's function and local
-// names are renumbered (a name section that does not parse is dropped; other
+// defined function's index moves up by one: calls, ref.func (in code and in
+// global initializers), exports, the start function, element segments and
+// the name section's function and local names are renumbered (a name section that does not parse is dropped; other
 // name subsections are dropped too). Profile counters keep the export names
 // of the original indices.
 const (
@@ -107,6 +107,32 @@ func shiftExports(body []byte, extra uint64, shift func(uint64) uint64) ([]byte,
 	}
 	if r.Err == nil && r.More() {
 		r.Fail("export section: trailing bytes")
+	}
+	return out, r.Err
+}
+
+// shiftGlobals re-encodes the n global definitions in body (the global
+// section after its count) with the function of every ref.func in their
+// initializers mapped by shift.
+func shiftGlobals(body []byte, n uint32, shift func(uint64) uint64) ([]byte, error) {
+	r := wasmbin.NewReader(body, errModule)
+	var out []byte
+	for ; n > 0 && r.Err == nil; n-- {
+		out = append(out, r.Byte(), r.Byte()) // value type, mutability
+		for r.More() {
+			in := r.Instr()
+			if in.Op == 0xd2 {
+				out = uleb(append(out, 0xd2), shift(uint64(in.Index)))
+			} else {
+				out = append(out, in.Raw...)
+			}
+			if in.Op == 0x0b {
+				break
+			}
+		}
+	}
+	if r.Err == nil && r.More() {
+		r.Fail("global section: trailing bytes")
 	}
 	return out, r.Err
 }

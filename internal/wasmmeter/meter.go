@@ -265,7 +265,14 @@ func InstrumentWith(wasm []byte, costs Costs, limit uint64, o Options) ([]byte, 
 	if globalSec >= 0 {
 		r := wasmbin.NewReader(secs[globalSec].Body, errModule)
 		n := r.U32()
-		globalBody = append(uleb(nil, uint64(n)+uint64(nglobals)), secs[globalSec].Body[r.Off:]...)
+		rest := secs[globalSec].Body[r.Off:]
+		if chk.on {
+			var err error
+			if rest, err = shiftGlobals(rest, n, shift); err != nil {
+				return nil, err
+			}
+		}
+		globalBody = append(uleb(nil, uint64(n)+uint64(nglobals)), rest...)
 	}
 	for range nglobals {
 		globalBody = append(globalBody, newGlobal...)
@@ -451,8 +458,8 @@ func instrumentBody(body []byte, costs Costs, chk check, params uint64, counters
 			}
 		}
 		for _, in := range ins[i : j+1] {
-			if in.Op == 0x10 {
-				out = uleb(append(out, 0x10), shift(uint64(in.Index)))
+			if in.Op == 0x10 || in.Op == 0xd2 { // call, ref.func
+				out = uleb(append(out, in.Op), shift(uint64(in.Index)))
 				continue
 			}
 			out = append(out, in.Raw...)

@@ -3,6 +3,7 @@ package wasmmeter
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -574,6 +575,49 @@ func TestCheckpointsRenumberNames(t *testing.T) {
 	bad := cat(m, section(0, cat(str(nil, "name"), []byte{1, 5, 3, 1, 1, 'a', 2})))
 	if out, err := InstrumentWith(bad, Octez, 1000, Options{Checkpoints: true}); err != nil || bytes.Contains(out, []byte("\x04name")) {
 		t.Fatalf("bad name section: %v", err)
+	}
+}
+
+// ref.func (WebAssembly 2.0, which the PVM refuses but InstrumentWith
+// takes) names functions too, in code and in global initializers: with
+// checkpoints both are renumbered. The module, from wat2wasm:
+//
+//	(module
+//	  (type $t (func (result i32)))
+//	  (table 1 funcref)
+//	  (global $g funcref (ref.func $b))
+//	  (func $a (result i32) (i32.const 5))
+//	  (func $b (export "b") (result i32) (i32.const 7))
+//	  (func (export "f") (result i32)
+//	    (table.set 0 (i32.const 0) (global.get $g))
+//	    (call_indirect (type $t) (i32.const 0))
+//	    (table.set 0 (i32.const 0) (ref.func $b))
+//	    (call_indirect (type $t) (i32.const 0))
+//	    i32.add))
+func TestCheckpointsRenumberRefFunc(t *testing.T) {
+	m, err := hex.DecodeString("0061736d010000000105016000017f0304030000000404017000010606017000d2010b07090201620001016600020a2503040041050b040041070b190041002300260041001100004100d201260041001100006a0b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chk, err := InstrumentWith(m, Octez, 1<<40, Options{Checkpoints: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	if _, err := r.NewHostModuleBuilder(CheckpointModule).NewFunctionBuilder().
+		WithFunc(func(ticks uint64) uint64 { return ticks + checkpointQuantum }).Export(CheckpointName).Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, wasm := range map[string][]byte{"original": m, "with checkpoints": chk} {
+		mod, err := r.InstantiateWithConfig(ctx, wasm, wazero.NewModuleConfig().WithName(name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if res, err := mod.ExportedFunction("f").Call(ctx); err != nil || res[0] != 14 {
+			t.Fatalf("%s: f() = %v, %v; want 14 (b twice)", name, res, err)
+		}
 	}
 }
 
