@@ -11,7 +11,9 @@ import (
 
 // BenchmarkKernelRun reports the cost of one level (one kernel_run, i.e.
 // a fresh instance with Go runtime start-up) for the echo kernel, and for
-// the BLS kernel with 0 and 1 signature, and the certificate kernel
+// the BLS kernel with 0, 1 and 2 signatures and with 7 signatures of 7 keys
+// checked by one multi-pairing (the second verification in a level costs
+// less than the first: (2) − (1) against (1) − (0)), and the certificate kernel
 // (ed25519, internal/narwhal's Verifier) with 0, 1 and 4 certificates of 5
 // signatures, side by side; the echo and BLS cases also without tick
 // metering ("-unmetered"), for what metering costs.
@@ -25,6 +27,15 @@ func BenchmarkKernelRun(b *testing.B) {
 	pk, msg := sk.PublicKey(), []byte("m")
 	sig := sk.Sign(msg)
 	signed := pvm.External(append(append(append([]byte{}, pk[:]...), sig[:]...), msg...))
+	// Seven signers, each on its own 32-byte message, checked together.
+	batch := []byte{0x00, 7}
+	for i := range 7 {
+		sk, _ := crypto.GenerateBLSKey(mrand.New(mrand.NewSource(int64(10 + i))))
+		m := make([]byte, 32)
+		m[0] = byte(i)
+		pk, sig := sk.PublicKey(), sk.Sign(m)
+		batch = append(append(append(batch, pk[:]...), sig[:]...), m...)
+	}
 	certKernel, err := Build(ctx, "../..", "./kernel/examples/certverify")
 	if err != nil {
 		b.Fatal(err)
@@ -41,6 +52,8 @@ func BenchmarkKernelRun(b *testing.B) {
 		{"bls-0-verifications", bls, nil, false},
 		{"bls-1-verification", bls, [][]byte{signed}, false},
 		{"bls-1-verification-unmetered", bls, [][]byte{signed}, true},
+		{"bls-2-verifications", bls, [][]byte{signed, signed}, false},
+		{"bls-7-signatures-one-multi-pairing", bls, [][]byte{pvm.External(batch)}, false},
 		{"ed25519-committee-only", certKernel, [][]byte{pvm.External(committee)}, false},
 		{"ed25519-1-certificate-5-signatures", certKernel, [][]byte{pvm.External(committee), pvm.External(cert.Encode())}, false},
 		{"ed25519-4-certificates-5-signatures", certKernel, [][]byte{pvm.External(committee), pvm.External(cert.Encode()),
