@@ -123,21 +123,36 @@ func TestBLSVerificationInsideThePVM(t *testing.T) {
 	sig := sk.Sign(msg)
 	good := append(append(append([]byte{}, pk[:]...), sig[:]...), msg...)
 	bad := append(append(append([]byte{}, pk[:]...), sig[:]...), []byte("another message")...)
+	// The batch form: three keys, three messages, one multi-pairing; then
+	// the same batch with one message changed, and one cut short.
+	batch := []byte{0x00, 3}
+	for i := range 3 {
+		sk, err := crypto.GenerateBLSKey(mrand.New(mrand.NewSource(int64(20 + i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := bytes.Repeat([]byte{byte(i)}, 32)
+		pk, sig := sk.PublicKey(), sk.Sign(m)
+		batch = append(append(append(batch, pk[:]...), sig[:]...), m...)
+	}
+	tampered := bytes.Clone(batch)
+	tampered[len(tampered)-1] ^= 1
 	ctx := context.Background()
 	p, _ := pvm.New(ctx, pvm.DefaultConfig(), nil)
 	defer p.Close(ctx)
 	p.InstallKernel(k)
 	start := time.Now()
-	res, err := p.RunLevel(ctx, 1, 0, [32]byte{}, [][]byte{pvm.External(good), pvm.External(bad)})
+	res, err := p.RunLevel(ctx, 1, 0, [32]byte{}, [][]byte{pvm.External(good), pvm.External(bad),
+		pvm.External(batch), pvm.External(tampered), pvm.External(batch[:len(batch)-1])})
 	if err != nil || res.Stuck != "" {
 		t.Fatalf("%v %s %s", err, res.Stuck, res.Debug)
 	}
-	t.Logf("kernel_run with 2 BLS verifications: %s (wasm %d bytes)", time.Since(start), len(k))
-	if v, _ := p.Durable().Get("/verdict/1-2"); string(v) != "ok" {
-		t.Fatalf("good signature: %q", v)
-	}
-	if v, _ := p.Durable().Get("/verdict/1-3"); !strings.Contains(string(v), "invalid signature") {
-		t.Fatalf("bad signature: %q", v)
+	t.Logf("kernel_run with 2 BLS verifications and 2 batches of 3: %s (wasm %d bytes)", time.Since(start), len(k))
+	for id, want := range map[int]string{2: "ok", 3: "invalid signature", 4: "ok", 5: "invalid signature", 6: "malformed batch"} {
+		v, _ := p.Durable().Get(fmt.Sprintf("/verdict/1-%d", id))
+		if want == "ok" && string(v) != "ok" || !strings.Contains(string(v), want) {
+			t.Fatalf("message %d: verdict %q, want %q", id, v, want)
+		}
 	}
 }
 
