@@ -87,8 +87,8 @@ type Options struct {
 	// Profile: each defined function's own ticks (see InstrumentProfile).
 	Profile bool
 	// Checkpoints: the module calls the host function CheckpointName of
-	// module CheckpointModule whenever the counter passes the global
-	// exported as CheckpointExport (see Checkpoints in the package doc).
+	// module CheckpointModule whenever its counter passes the ticks the host
+	// last returned (see the comment on CheckpointModule).
 	Checkpoints bool
 }
 
