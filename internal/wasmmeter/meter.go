@@ -50,7 +50,9 @@
 // The added code is stack-neutral, so it is valid wherever it is placed, even
 // in dead code or in blocks that take parameters. Nothing else changes:
 // function, global, table and memory indices, imports, exports (one is
-// added), element and data segments, custom sections.
+// added), element and data segments, custom sections. With
+// Options.Checkpoints the check also calls into the host now and then, and
+// function indices move (see the comment on CheckpointModule).
 //
 // For tools, InstrumentProfile also adds each block's cost to a counter of
 // its function (its self ticks), one more global and export per defined
