@@ -243,7 +243,12 @@ func isTrap(err error) bool { return err != nil && strings.Contains(err.Error(),
 
 func instrument(t testing.TB, wasm []byte, c Costs, limit uint64) []byte {
 	t.Helper()
-	out, err := Instrument(wasm, c, limit)
+	return instrumentWith(t, wasm, c, limit, Options{})
+}
+
+func instrumentWith(t testing.TB, wasm []byte, c Costs, limit uint64, o Options) []byte {
+	t.Helper()
+	out, err := InstrumentWith(wasm, c, limit, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,14 +512,8 @@ func TestCheckpoints(t *testing.T) {
 			}
 			plain := instrument(t, tc.wasm, Octez, limit)
 			prof := instrumentProfile(t, tc.wasm, Octez, limit)
-			chk, err := InstrumentWith(tc.wasm, Octez, limit, Options{Checkpoints: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			both, err := InstrumentWith(tc.wasm, Octez, limit, Options{Checkpoints: true, Profile: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			chk := instrumentWith(t, tc.wasm, Octez, limit, Options{Checkpoints: true})
+			both := instrumentWith(t, tc.wasm, Octez, limit, Options{Checkpoints: true, Profile: true})
 			for _, args := range tc.argss {
 				want, wantProf := run(t, plain, tc.fn, args...), run(t, prof, tc.fn, args...)
 				got, gotProf := run(t, chk, tc.fn, args...), run(t, both, tc.fn, args...)
@@ -560,10 +559,7 @@ func TestCheckpointsRenumberNames(t *testing.T) {
 		}
 		return section(0, body)
 	}
-	out, err := InstrumentWith(cat(m, names(1, 2, true)), Octez, 1000, Options{Checkpoints: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := instrumentWith(t, cat(m, names(1, 2, true)), Octez, 1000, Options{Checkpoints: true})
 	if !bytes.HasSuffix(out, names(2, 3, false)) {
 		t.Fatalf("name section not renumbered: % x", out[len(out)-60:])
 	}
@@ -599,10 +595,7 @@ func TestCheckpointsRenumberRefFunc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chk, err := InstrumentWith(m, Octez, 1<<40, Options{Checkpoints: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	chk := instrumentWith(t, m, Octez, 1<<40, Options{Checkpoints: true})
 	ctx := context.Background()
 	r := wazero.NewRuntime(ctx)
 	defer r.Close(ctx)

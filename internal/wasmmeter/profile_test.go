@@ -17,11 +17,7 @@ import (
 
 func instrumentProfile(t testing.TB, wasm []byte, c Costs, limit uint64) []byte {
 	t.Helper()
-	out, err := InstrumentProfile(wasm, c, limit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return instrumentWith(t, wasm, c, limit, Options{Profile: true})
 }
 
 func total(profile map[uint32]uint64) uint64 {
