@@ -282,7 +282,7 @@ func LinkWith(wasm []byte, opts Options) ([]byte, error) {
 	}
 	out = append(out, sectionBytes(10, cb)...)
 	if b, ok := others[11]; ok {
-		out = append(out, sectionBytes(11, b)...)
+		out = append(out, sectionBytes(11, mergeData(b))...)
 	}
 	if opts.KeepNames {
 		renamed := map[uint32]string{memmoveIdx: "dsn.memmove", memfillIdx: "dsn.memfill", wrapperIdx: "dsn.kernel_run"}
@@ -371,4 +371,90 @@ func rewriteElems(body []byte, mapFunc func(uint64) (uint32, error)) ([]byte, er
 		}
 	}
 	return out, r.Err
+}
+
+// maxDataGap is the widest run of zeros mergeData writes to join two data
+// segments.
+const maxDataGap = 32
+
+// mergeData coalesces a data section's segments. Go writes one segment per
+// symbol (37,835 in the BLS example kernel), and instantiating a module —
+// every kernel_run — evaluates and copies each of them (wazero's applyData:
+// a few milliseconds a level). A segment joins the one before it when it
+// starts within or right after it, or after a gap of at most maxDataGap
+// bytes that no earlier segment writes to (memory starts at zero, so
+// writing zeros there changes nothing); overlapping bytes take the later
+// segment's value, as applying the segments in order does. The extent
+// written, and with it any bounds error at instantiation, stays the same.
+// A section with anything but active segments of memory 0 at an i32.const
+// offset is returned as it is.
+func mergeData(body []byte) []byte {
+	type seg struct {
+		off  uint64
+		data []byte
+	}
+	r := wasmbin.NewReader(body, ErrUnsupported)
+	var segs []seg
+	for n := r.U32(); n > 0 && r.Err == nil; n-- {
+		if r.U32() != 0 || r.Byte() != 0x41 {
+			return body
+		}
+		off := uint64(uint32(r.SLEB(32)))
+		if r.Byte() != 0x0b {
+			return body
+		}
+		segs = append(segs, seg{off: off, data: r.Bytes(r.ULEB(32))})
+	}
+	if r.Err != nil || r.More() {
+		return body
+	}
+	var out []seg
+	// untouched reports whether no segment merged so far but the last
+	// writes to [lo, hi) (each merged segment writes one contiguous range).
+	untouched := func(lo, hi uint64) bool {
+		if len(out) > 1024 {
+			return false // not Go's layout: do not search further
+		}
+		for _, o := range out[:len(out)-1] {
+			if o.off < hi && lo < o.off+uint64(len(o.data)) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, s := range segs {
+		end := s.off + uint64(len(s.data))
+		if len(out) > 0 {
+			c := &out[len(out)-1]
+			cend := c.off + uint64(len(c.data))
+			if s.off >= c.off && (s.off <= cend || s.off-cend <= maxDataGap && untouched(cend, s.off)) {
+				if end > cend {
+					c.data = append(c.data, make([]byte, end-cend)...)
+				}
+				copy(c.data[s.off-c.off:], s.data)
+				continue
+			}
+		}
+		out = append(out, seg{off: s.off, data: append([]byte(nil), s.data...)})
+	}
+	b := vec(nil, len(out))
+	for _, s := range out {
+		b = append(b, 0, 0x41)
+		b = sleb32(b, int32(uint32(s.off)))
+		b = append(b, 0x0b)
+		b = append(uleb(b, uint64(len(s.data))), s.data...)
+	}
+	return b
+}
+
+// sleb32 appends v as a signed LEB128.
+func sleb32(out []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(out, c)
+		}
+		out = append(out, c|0x80)
+	}
 }
