@@ -66,10 +66,23 @@ func TestMergeData(t *testing.T) {
 			t.Errorf("%s: %d segments (want %d), memory equal %v", tc.name, n, tc.want, bytes.Equal(got, want))
 		}
 	}
-	// Anything but active segments at i32.const offsets: left as it is.
+	// Anything but active segments at i32.const offsets, and 32-bit LEB128s
+	// out of range (which wazero refuses): left as it is.
 	passive := append(vec(nil, 1), 1, 1, 'a')
 	global := append(vec(nil, 1), 0, 0x23, 0, 0x0b, 1, 'a')
-	for _, b := range [][]byte{passive, global, dataSection(nil)[:0]} {
+	seg := func(flags, offset []byte) []byte {
+		return append(append(append(vec(nil, 2), flags...), 0x41), append(offset, 0x0b, 1, 'a', 0, 0x41, 1, 0x0b, 1, 'b')...)
+	}
+	over := [][]byte{
+		seg([]byte{0}, []byte{0xff, 0xff, 0xff, 0xff, 0x0f}),                           // offset 2^32−1 as an s32
+		seg([]byte{0}, []byte{0x80, 0x80, 0x80, 0x80, 0x08}),                           // offset +2^31
+		seg([]byte{0x80, 0x80, 0x80, 0x80, 0x10}, []byte{0}),                           // flags 2^32
+		append([]byte{0x81, 0x80, 0x80, 0x80, 0x10}, seg([]byte{0}, []byte{0})[1:]...), // count 2^32+1
+	}
+	if merged := mergeData(seg([]byte{0}, []byte{0})); bytes.Equal(merged, seg([]byte{0}, []byte{0})) {
+		t.Fatal("the well-formed twin of the over-long cases should merge")
+	}
+	for _, b := range append([][]byte{passive, global, dataSection(nil)[:0]}, over...) {
 		if !bytes.Equal(mergeData(b), b) {
 			t.Errorf("changed % x", b)
 		}

@@ -395,15 +395,22 @@ func mergeData(body []byte) []byte {
 	}
 	r := wasmbin.NewReader(body, ErrUnsupported)
 	var segs []seg
-	for n := r.U32(); n > 0 && r.Err == nil; n-- {
-		if r.U32() != 0 || r.Byte() != 0x41 {
+	// The reader takes over-long 32-bit LEB128s that wazero refuses: a
+	// count, flags or offset out of range leaves the section as it is
+	// (rather than re-encoded into one that loads).
+	n := r.ULEB(32)
+	if n > 1<<32-1 {
+		return body
+	}
+	for ; n > 0 && r.Err == nil; n-- {
+		if r.ULEB(32) != 0 || r.Byte() != 0x41 {
 			return body
 		}
-		off := uint64(uint32(r.SLEB(32)))
-		if r.Byte() != 0x0b {
+		v := r.SLEB(32)
+		if v != int64(int32(v)) || r.Byte() != 0x0b {
 			return body
 		}
-		segs = append(segs, seg{off: off, data: r.Bytes(r.ULEB(32))})
+		segs = append(segs, seg{off: uint64(uint32(v)), data: r.Bytes(r.ULEB(32))})
 	}
 	if r.Err != nil || r.More() {
 		return body
