@@ -52,12 +52,17 @@ func (r *Reader) Bytes(n uint64) []byte {
 	return r.B[r.Off-int(n) : r.Off]
 }
 
-// ULEB reads an unsigned LEB128 of at most bits bits.
+// ULEB reads an unsigned LEB128 of at most bits bits. As the spec (and
+// wazero) require, its last possible byte carries no bits beyond them.
 func (r *Reader) ULEB(bits uint) uint64 {
 	var v uint64
 	for shift := uint(0); ; shift += 7 {
 		b := r.Byte()
 		if r.Err != nil {
+			return 0
+		}
+		if shift+7 > bits && (b&0x7f)>>(bits-shift) != 0 {
+			r.Fail("LEB128 out of range for %d bits", bits)
 			return 0
 		}
 		v |= uint64(b&0x7f) << shift
@@ -83,6 +88,15 @@ func (r *Reader) SLEB(bits uint) int64 {
 		b = r.Byte()
 		if r.Err != nil {
 			return 0
+		}
+		if shift+7 > bits {
+			// The last possible byte: the bits beyond the value's must
+			// repeat its sign bit, as the spec (and wazero) require.
+			m := byte(0x7f) &^ (1<<(bits-shift-1) - 1)
+			if b&m != 0 && b&m != m {
+				r.Fail("LEB128 out of range for %d bits", bits)
+				return 0
+			}
 		}
 		v |= int64(b&0x7f) << shift
 		shift += 7

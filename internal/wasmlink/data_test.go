@@ -67,7 +67,8 @@ func TestMergeData(t *testing.T) {
 		}
 	}
 	// Anything but active segments at i32.const offsets, and 32-bit LEB128s
-	// out of range (which wazero refuses): left as it is.
+	// out of range (which wazero refuses, and wasmbin's reader too): left as
+	// it is, not re-encoded into a section that loads.
 	passive := append(vec(nil, 1), 1, 1, 'a')
 	global := append(vec(nil, 1), 0, 0x23, 0, 0x0b, 1, 'a')
 	seg := func(flags, offset []byte) []byte {

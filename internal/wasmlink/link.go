@@ -387,7 +387,8 @@ const maxDataGap = 32
 // segment's value, as applying the segments in order does. The extent
 // written, and with it any bounds error at instantiation, stays the same.
 // A section with anything but active segments of memory 0 at an i32.const
-// offset is returned as it is.
+// offset, or that does not decode (out-of-range LEB128s included), is
+// returned as it is.
 func mergeData(body []byte) []byte {
 	type seg struct {
 		off  uint64
@@ -395,22 +396,15 @@ func mergeData(body []byte) []byte {
 	}
 	r := wasmbin.NewReader(body, ErrUnsupported)
 	var segs []seg
-	// The reader takes over-long 32-bit LEB128s that wazero refuses: a
-	// count, flags or offset out of range leaves the section as it is
-	// (rather than re-encoded into one that loads).
-	n := r.ULEB(32)
-	if n > 1<<32-1 {
-		return body
-	}
-	for ; n > 0 && r.Err == nil; n-- {
-		if r.ULEB(32) != 0 || r.Byte() != 0x41 {
+	for n := r.U32(); n > 0 && r.Err == nil; n-- {
+		if r.U32() != 0 || r.Byte() != 0x41 {
 			return body
 		}
-		v := r.SLEB(32)
-		if v != int64(int32(v)) || r.Byte() != 0x0b {
+		off := uint64(uint32(r.SLEB(32)))
+		if r.Byte() != 0x0b {
 			return body
 		}
-		segs = append(segs, seg{off: uint64(uint32(v)), data: r.Bytes(r.ULEB(32))})
+		segs = append(segs, seg{off: off, data: r.Bytes(r.ULEB(32))})
 	}
 	if r.Err != nil || r.More() {
 		return body
