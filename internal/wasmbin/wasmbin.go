@@ -114,6 +114,32 @@ func (r *Reader) SLEB(bits uint) int64 {
 	return v
 }
 
+// AppendULEB appends v as an unsigned LEB128, in as few bytes as it takes.
+func AppendULEB(out []byte, v uint64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 {
+			return append(out, c)
+		}
+		out = append(out, c|0x80)
+	}
+}
+
+// AppendSLEB appends v as a signed LEB128, in as few bytes as it takes
+// (i32.const and i64.const take the two's complement bit pattern, so an
+// unsigned value passes through int64 unchanged).
+func AppendSLEB(out []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(out, c)
+		}
+		out = append(out, c|0x80)
+	}
+}
+
 // Name reads a length-prefixed UTF-8 name.
 func (r *Reader) Name() string { return string(r.Bytes(r.ULEB(32))) }
 

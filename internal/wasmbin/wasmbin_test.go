@@ -64,6 +64,38 @@ func TestLEB(t *testing.T) {
 	}
 }
 
+// The encoders write the shortest form, and the readers read it back, at
+// the edges of each width.
+func TestAppendLEB(t *testing.T) {
+	for _, v := range []uint64{0, 1, 127, 128, 1<<32 - 1, 1 << 32, 1<<64 - 1} {
+		b := AppendULEB(nil, v)
+		r := NewReader(b, errTest)
+		if got := r.ULEB(64); got != v || r.Err != nil || r.More() || len(b) != max(1, (bitsLen(v)+6)/7) {
+			t.Errorf("ULEB %d: % x read %d, %v", v, b, got, r.Err)
+		}
+	}
+	for _, v := range []int64{0, -1, 63, 64, -64, -65, 1<<31 - 1, -1 << 31, 1<<63 - 1, -1 << 63} {
+		b := AppendSLEB(nil, v)
+		r := NewReader(b, errTest)
+		if got := r.SLEB(64); got != v || r.Err != nil || r.More() {
+			t.Errorf("SLEB %d: % x read %d, %v", v, b, got, r.Err)
+		}
+		if v == int64(int32(v)) {
+			if r := NewReader(b, errTest); r.SLEB(32) != v || r.Err != nil {
+				t.Errorf("SLEB %d as an s32: %v", v, r.Err)
+			}
+		}
+	}
+}
+
+func bitsLen(v uint64) int {
+	n := 0
+	for ; v != 0; v >>= 1 {
+		n++
+	}
+	return n
+}
+
 func TestInstr(t *testing.T) {
 	// call 300; i32.const -1; memory.copy 0 0; block (result i32); end
 	code := []byte{0x10, 0xac, 0x02, 0x41, 0x7f, 0xfc, 0x0a, 0x00, 0x00, 0x02, 0x7f, 0x0b}

@@ -17,7 +17,7 @@ type dataSeg struct {
 func dataSection(segs []dataSeg) []byte {
 	b := vec(nil, len(segs))
 	for _, s := range segs {
-		b = append(sleb32(append(b, 0, 0x41), int32(s.off)), 0x0b)
+		b = append(wasmbin.AppendSLEB(append(b, 0, 0x41), int64(int32(s.off))), 0x0b)
 		b = append(uleb(b, uint64(len(s.data))), s.data...)
 	}
 	return b

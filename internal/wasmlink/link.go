@@ -441,21 +441,9 @@ func mergeData(body []byte) []byte {
 	b := vec(nil, len(out))
 	for _, s := range out {
 		b = append(b, 0, 0x41)
-		b = sleb32(b, int32(uint32(s.off)))
+		b = wasmbin.AppendSLEB(b, int64(int32(uint32(s.off))))
 		b = append(b, 0x0b)
 		b = append(uleb(b, uint64(len(s.data))), s.data...)
 	}
 	return b
-}
-
-// sleb32 appends v as a signed LEB128.
-func sleb32(out []byte, v int32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
-			return append(out, c)
-		}
-		out = append(out, c|0x80)
-	}
 }

@@ -36,17 +36,7 @@ type export struct {
 	idx  uint32
 }
 
-func uleb(out []byte, v uint64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v != 0 {
-			out = append(out, c|0x80)
-		} else {
-			return append(out, c)
-		}
-	}
-}
+var uleb = wasmbin.AppendULEB
 
 func vec(out []byte, n int) []byte { return uleb(out, uint64(n)) }
 

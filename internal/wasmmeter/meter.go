@@ -479,29 +479,10 @@ func addSat(a, b uint64) uint64 {
 	return ^uint64(0)
 }
 
-func uleb(out []byte, v uint64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 {
-			return append(out, c)
-		}
-		out = append(out, c|0x80)
-	}
-}
-
-// sleb appends v as a signed LEB128; i64.const takes the two's complement
-// bit pattern, so a uint64 passes through int64 unchanged.
-func sleb(out []byte, v int64) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
-			return append(out, c)
-		}
-		out = append(out, c|0x80)
-	}
-}
+var (
+	uleb = wasmbin.AppendULEB
+	sleb = wasmbin.AppendSLEB
+)
 
 func str(out []byte, s string) []byte { return append(uleb(out, uint64(len(s))), s...) }
 
