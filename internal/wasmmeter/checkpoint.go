@@ -28,9 +28,10 @@ import (
 // The host function is imported after the module's own imports, so every
 // defined function's index moves up by one: calls, ref.func (in code and in
 // global initializers), exports, the start function, element segments and
-// the name section's function and local names are renumbered (a name section that does not parse is dropped; other
-// name subsections are dropped too). Profile counters keep the export names
-// of the original indices.
+// the name section's function and local names are renumbered (a name
+// section that does not parse is dropped; other name subsections are
+// dropped too). Profile counters keep the export names of the original
+// indices.
 const (
 	CheckpointModule = "__dsn_meter"
 	CheckpointName   = "checkpoint"
