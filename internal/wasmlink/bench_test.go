@@ -23,6 +23,10 @@ func BenchmarkKernelRun(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	blsGo, err := BuildWith(ctx, "../..", "./kernel/examples/blsverify", Options{GoBodies: true})
+	if err != nil {
+		b.Fatal(err)
+	}
 	sk, _ := crypto.GenerateBLSKey(mrand.New(mrand.NewSource(1)))
 	pk, msg := sk.PublicKey(), []byte("m")
 	sig := sk.Sign(msg)
@@ -52,6 +56,8 @@ func BenchmarkKernelRun(b *testing.B) {
 		{"bls-0-verifications", bls, nil, false},
 		{"bls-1-verification", bls, [][]byte{signed}, false},
 		{"bls-1-verification-unmetered", bls, [][]byte{signed}, true},
+		{"bls-0-verifications-go-bodies", blsGo, nil, false},
+		{"bls-1-verification-go-bodies", blsGo, [][]byte{signed}, false},
 		{"bls-2-verifications", bls, [][]byte{signed, signed}, false},
 		{"bls-7-signatures-one-multi-pairing", bls, [][]byte{pvm.External(batch)}, false},
 		{"ed25519-committee-only", certKernel, [][]byte{pvm.External(committee)}, false},

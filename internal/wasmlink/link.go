@@ -26,6 +26,9 @@ type Options struct {
 	// (renumbered), for profiles (`dsn kernel run --profile`); the PVM
 	// ignores custom sections, but they cost L1 bytes at origination.
 	KeepNames bool
+	// GoBodies keeps every function as Go compiled it: no intrinsics
+	// (intrinsics.go). For comparisons.
+	GoBodies bool
 }
 
 // LinkWith is Link with options.
@@ -50,8 +53,8 @@ func LinkWith(wasm []byte, opts Options) ([]byte, error) {
 	for _, s := range secs {
 		r := wasmbin.NewReader(s.body, ErrUnsupported)
 		switch s.id {
-		case 0: // custom: dropped, but for function names when asked
-			if opts.KeepNames && r.Name() == "name" && r.Err == nil {
+		case 0: // custom: dropped, but for function names (intrinsics, and kept when asked)
+			if r.Name() == "name" && r.Err == nil {
 				names = functionNames(r.B[r.Off:])
 			}
 		case 1:
@@ -175,9 +178,15 @@ func LinkWith(wasm []byte, opts Options) ([]byte, error) {
 	globals = append(append([]byte{}, globals...), tI64, 1, 0x42, 0, 0x0b)
 	nGlobals++
 
-	// Rewrite the old bodies.
+	// Rewrite the old bodies, putting the intrinsics in.
 	var newBodies [][]byte
 	for i, b := range bodies {
+		if in, ok := intrinsics[names[uint32(len(imports)+i)]]; ok && !opts.GoBodies && hasConsts(b, in.guard) {
+			if ft := types[funcs[i]]; string(ft.params) != string([]byte{tI32}) || string(ft.results) != string([]byte{tI32}) {
+				return nil, fmt.Errorf("%w: %s is not in Go's wasm calling convention", ErrUnsupported, names[uint32(len(imports)+i)])
+			}
+			b = in.body()
+		}
 		nb, err := rewriteBody(b, mapFunc, memmoveIdx, memfillIdx)
 		if err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, err)
