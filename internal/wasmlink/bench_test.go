@@ -16,7 +16,8 @@ import (
 // less than the first: (2) − (1) against (1) − (0)), and the certificate kernel
 // (ed25519, internal/narwhal's Verifier) with 0, 1 and 4 certificates of 5
 // signatures, side by side; the echo and BLS cases also without tick
-// metering ("-unmetered"), for what metering costs.
+// metering ("-unmetered"), for what metering costs, and the BLS cases also
+// linked with Go's own field arithmetic ("-go-bodies", no intrinsics).
 func BenchmarkKernelRun(b *testing.B) {
 	ctx := context.Background()
 	bls, err := Build(ctx, "../..", "./kernel/examples/blsverify")
@@ -60,6 +61,7 @@ func BenchmarkKernelRun(b *testing.B) {
 		{"bls-1-verification-go-bodies", blsGo, [][]byte{signed}, false},
 		{"bls-2-verifications", bls, [][]byte{signed, signed}, false},
 		{"bls-7-signatures-one-multi-pairing", bls, [][]byte{pvm.External(batch)}, false},
+		{"bls-7-signatures-one-multi-pairing-go-bodies", blsGo, [][]byte{pvm.External(batch)}, false},
 		{"ed25519-committee-only", certKernel, [][]byte{pvm.External(committee)}, false},
 		{"ed25519-1-certificate-5-signatures", certKernel, [][]byte{pvm.External(committee), pvm.External(cert.Encode())}, false},
 		{"ed25519-4-certificates-5-signatures", certKernel, [][]byte{pvm.External(committee), pvm.External(cert.Encode()),

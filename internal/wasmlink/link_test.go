@@ -107,13 +107,22 @@ func TestGoPanicIsReadable(t *testing.T) {
 	}
 }
 
+// TestBLSVerificationInsideThePVM runs the BLS example kernel as linked
+// (with the field intrinsics) and with Go's own bodies: the same verdicts,
+// and the intrinsics are in the first.
 func TestBLSVerificationInsideThePVM(t *testing.T) {
 	k, err := Build(context.Background(), "../..", "./kernel/examples/blsverify")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pvm.Validate(k); err != nil {
+	goBodies, err := BuildWith(context.Background(), "../..", "./kernel/examples/blsverify", Options{GoBodies: true})
+	if err != nil {
 		t.Fatal(err)
+	}
+	for name, in := range intrinsics {
+		if body := in.body(); !bytes.Contains(k, body) || bytes.Contains(goBodies, body) {
+			t.Fatalf("intrinsic %s: in the linked kernel %v, in the Go-bodies one %v", name, bytes.Contains(k, body), bytes.Contains(goBodies, body))
+		}
 	}
 	sk, err := crypto.GenerateBLSKey(mrand.New(mrand.NewSource(1)))
 	if err != nil {
@@ -138,21 +147,33 @@ func TestBLSVerificationInsideThePVM(t *testing.T) {
 	tampered := bytes.Clone(batch)
 	tampered[len(tampered)-1] ^= 1
 	ctx := context.Background()
-	p, _ := pvm.New(ctx, pvm.DefaultConfig(), nil)
-	defer p.Close(ctx)
-	p.InstallKernel(k)
-	start := time.Now()
-	res, err := p.RunLevel(ctx, 1, 0, [32]byte{}, [][]byte{pvm.External(good), pvm.External(bad),
-		pvm.External(batch), pvm.External(tampered), pvm.External(batch[:len(batch)-1])})
-	if err != nil || res.Stuck != "" {
-		t.Fatalf("%v %s %s", err, res.Stuck, res.Debug)
-	}
-	t.Logf("kernel_run with 2 BLS verifications and 2 batches of 3: %s (wasm %d bytes)", time.Since(start), len(k))
-	for id, want := range map[int]string{2: "ok", 3: "invalid signature", 4: "ok", 5: "invalid signature", 6: "malformed batch"} {
-		v, _ := p.Durable().Get(fmt.Sprintf("/verdict/1-%d", id))
-		if want == "ok" && string(v) != "ok" || !strings.Contains(string(v), want) {
-			t.Fatalf("message %d: verdict %q, want %q", id, v, want)
+	var states []string
+	for _, k := range [][]byte{k, goBodies} {
+		if err := pvm.Validate(k); err != nil {
+			t.Fatal(err)
 		}
+		p, _ := pvm.New(ctx, pvm.DefaultConfig(), nil)
+		defer p.Close(ctx)
+		p.InstallKernel(k)
+		start := time.Now()
+		res, err := p.RunLevel(ctx, 1, 0, [32]byte{}, [][]byte{pvm.External(good), pvm.External(bad),
+			pvm.External(batch), pvm.External(tampered), pvm.External(batch[:len(batch)-1])})
+		if err != nil || res.Stuck != "" {
+			t.Fatalf("%v %s %s", err, res.Stuck, res.Debug)
+		}
+		t.Logf("kernel_run with 2 BLS verifications and 2 batches of 3: %s, %d ticks (wasm %d bytes)", time.Since(start), res.Ticks, len(k))
+		for id, want := range map[int]string{2: "ok", 3: "invalid signature", 4: "ok", 5: "invalid signature", 6: "malformed batch"} {
+			v, _ := p.Durable().Get(fmt.Sprintf("/verdict/1-%d", id))
+			if want == "ok" && string(v) != "ok" || !strings.Contains(string(v), want) {
+				t.Fatalf("message %d: verdict %q, want %q", id, v, want)
+			}
+		}
+		var state strings.Builder
+		p.Durable().Walk("/verdict", func(path string, v []byte) { fmt.Fprintf(&state, "%s=%q\n", path, v) })
+		states = append(states, state.String())
+	}
+	if states[0] != states[1] || !strings.Contains(states[0], "/verdict/") {
+		t.Fatalf("durable state with intrinsics:\n%s\nwithout:\n%s", states[0], states[1])
 	}
 }
 

@@ -45,9 +45,7 @@ func montMulBody(q [6]uint64, square bool) []byte {
 	pinv := negInv24(p[0])
 
 	var a asm
-	// Locals: 0 the parameter; i32 1 sp, 2 zp, 3 xp, 4 yp; i64 from 5.
-	const sp, zp, xp, yp = 1, 2, 3, 4
-	next := uint32(5)
+	next := uint32(firstI64)
 	alloc := func(n int) []uint32 {
 		out := make([]uint32, n)
 		for i := range out {
@@ -65,17 +63,13 @@ func montMulBody(q [6]uint64, square bool) []byte {
 	t := alloc(fieldLimb + 1)
 	w := alloc(6) // words as loaded
 	acc := alloc(1)[0]
-	nI64 := next - 5
+	nI64 := next - firstI64
 
 	nArgs := uint32(3)
 	if square {
 		nArgs = 2
 	}
-	a.op(0x23, 0).set(sp) // global.get 0
-	ptrs := []uint32{zp, xp, yp}[:nArgs]
-	for i, l := range ptrs { // pointer = i32.wrap(i64.load sp+8(i+1)); nil traps
-		a.get(sp).mem(0x29, 8*uint32(i+1)).op(0xa7).tee(l).op(0x45).op(0x04, 0x40).op(0x00).op(0x0b)
-	}
+	a.goArgs(nArgs)
 	unpack := func(ptr uint32, limbs []uint32) {
 		for k := range 6 {
 			a.get(ptr).mem(0x29, 8*uint32(k)).set(w[k])
@@ -181,14 +175,133 @@ func montMulBody(q [6]uint64, square bool) []byte {
 		}
 		a.mem(0x37, 8*uint32(k))
 	}
-	// The result (z) after the arguments; pop the return address.
-	a.get(sp).get(sp).mem(0x29, 8).mem(0x37, 8*(nArgs+1))
-	a.get(sp).op(0x41, 8).op(0x6a).op(0x24, 0) // global.set 0
-	a.op(0x41, 0).op(0x0b)
+	return a.goReturn(nArgs, nI64)
+}
 
+// Locals of the Go-convention bodies: 0 the resume point (a leaf never
+// unwinds, so it is unused); i32 1 the stack pointer, 2… the pointer
+// arguments z, x, y; i64 locals from 5.
+const (
+	sp, zp, xp, yp = 1, 2, 3, 4
+	firstI64       = 5
+)
+
+// goArgs reads the stack pointer (global 0) and the n pointer arguments,
+// which Go passes as i64 words at SP+8, SP+16, …; a nil pointer traps,
+// where Go would panic.
+func (a *asm) goArgs(n uint32) {
+	a.op(0x23, 0).set(sp)
+	for i := range n {
+		a.get(sp).mem(0x29, 8*(i+1)).op(0xa7).tee(zp+i).op(0x45).op(0x04, 0x40).op(0x00).op(0x0b)
+	}
+}
+
+// goReturn stores the result (z, as passed) after the n arguments, pops
+// the return address (SP += 8, the callee's part of Go's convention),
+// returns 0, and prefixes the body with its locals.
+func (a *asm) goReturn(n, nI64 uint32) []byte {
+	a.get(sp).get(sp).mem(0x29, 8).mem(0x37, 8*(n+1))
+	a.get(sp).op(0x41, 8).op(0x6a).op(0x24, 0)
+	a.op(0x41, 0).op(0x0b)
 	locals := []byte{2, 4, tI32}
 	locals = append(uleb(locals, uint64(nI64)), tI64)
 	return append(locals, a.b...)
+}
+
+// fieldOp is an addition, subtraction or doubling of 6-word elements.
+type fieldOp int
+
+const (
+	fieldAdd fieldOp = iota
+	fieldSub
+	fieldDouble
+)
+
+// addSubBody returns a body in Go's wasm calling convention for gnark's
+//
+//	func (z *Element) Add(x, y *Element) *Element  z = x + y; if z ≥ q { z −= q }
+//	func (z *Element) Sub(x, y *Element) *Element  z = x − y; if it borrowed { z += q }
+//	func (z *Element) Double(x *Element) *Element  Add(x, x)
+//
+// with gnark's words and carries exactly (mod 2^384), whatever the inputs.
+// Go's compiled bodies reload every pointer from the stack for each word.
+func addSubBody(q [6]uint64, op fieldOp) []byte {
+	var a asm
+	nArgs := uint32(3)
+	if op == fieldDouble {
+		nArgs = 2
+	}
+	a.goArgs(nArgs)
+	// i64 locals: x[6], y[6] (x again for Double), r[6], c (carry/borrow),
+	// s (scratch).
+	x := []uint32{5, 6, 7, 8, 9, 10}
+	y, r := []uint32{11, 12, 13, 14, 15, 16}, []uint32{17, 18, 19, 20, 21, 22}
+	const c, s = 23, 24
+	for k := range 6 {
+		a.get(xp).mem(0x29, 8*uint32(k)).set(x[k])
+	}
+	if op == fieldDouble {
+		y = x
+	} else {
+		for k := range 6 {
+			a.get(yp).mem(0x29, 8*uint32(k)).set(y[k])
+		}
+	}
+	// addWords: r = u + v (+ carry in c), carry out in c; subWords likewise
+	// with borrows. The constant side (q) is given as values.
+	addWords := func(u []uint32, v []uint32, vq []uint64) {
+		a.i64(0).set(c)
+		for k := range 6 {
+			a.get(u[k])
+			if vq != nil {
+				a.i64(int64(vq[k]))
+			} else {
+				a.get(v[k])
+			}
+			a.op(0x7c).tee(s)                  // s = u + v
+			a.get(u[k]).op(0x54)               // carry1 = s <u u (i64.lt_u)
+			a.get(s).get(c).op(0x7c).tee(r[k]) // r = s + c
+			a.get(s).op(0x54)                  // carry2 = r <u s
+			a.op(0x72).op(0xad).set(c)         // c = i64.extend_i32_u(carry1 | carry2)
+		}
+	}
+	subWords := func(u []uint32, v []uint32, vq []uint64, into []uint32) {
+		a.i64(0).set(c)
+		for k := range 6 {
+			a.get(u[k])
+			if vq != nil {
+				a.i64(int64(vq[k]))
+			} else {
+				a.get(v[k])
+			}
+			a.op(0x7d).tee(s)                     // s = u − v
+			a.get(u[k]).op(0x56)                  // borrow1 = s >u u (i64.gt_u)
+			a.get(s).get(c).op(0x7d).set(into[k]) // into = s − c
+			a.get(s).get(c).op(0x54)              // borrow2 = s <u c
+			a.op(0x72).op(0xad).set(c)
+		}
+	}
+	switch op {
+	case fieldAdd, fieldDouble:
+		addWords(x, y, nil) // the carry out of 2^384 is dropped, as gnark does
+		// d = r − q into x (free now); keep r if that borrowed (r < q).
+		subWords(r, nil, q[:], x)
+		for k := range 6 {
+			a.get(zp).get(x[k]).get(r[k]).get(c).op(0x50).op(0x1b).mem(0x37, 8*uint32(k)) // no borrow ? d : r
+		}
+	case fieldSub:
+		subWords(x, y, nil, r)
+		// add q back if that borrowed: r + (q & −borrow)
+		a.i64(0).get(c).op(0x7d).set(s)
+		for k := range 6 {
+			a.get(s).i64(int64(q[k])).op(0x83).set(y[k])
+		}
+		addWords(r, y, nil)
+		for k := range 6 {
+			a.get(zp).get(r[k]).mem(0x37, 8*uint32(k))
+		}
+	}
+	return a.goReturn(nArgs, 20)
 }
 
 // toLimbs splits a 6-word value into 24-bit limbs.
@@ -213,12 +326,14 @@ func negInv24(v uint64) uint64 {
 	return new(big.Int).Sub(m, inv).Uint64() & limbMask
 }
 
-// hasConsts reports whether a function body holds every value as an
-// i64.const: a guard that a Go function is the one an intrinsic replaces
-// (gnark's Mul names its modulus's words).
+// hasConsts reports whether a function body holds every value, or its
+// negation, as an i64.const: a guard that a Go function is the one an
+// intrinsic replaces (gnark's arithmetic names its modulus's words; Go
+// compiles some subtractions of a constant into additions of its negation).
 func hasConsts(body []byte, values []uint64) bool {
 	for _, v := range values {
-		if !bytes.Contains(body, wasmbin.AppendSLEB([]byte{0x42}, int64(v))) {
+		if !bytes.Contains(body, wasmbin.AppendSLEB([]byte{0x42}, int64(v))) &&
+			!bytes.Contains(body, wasmbin.AppendSLEB([]byte{0x42}, -int64(v))) {
 			return false
 		}
 	}
