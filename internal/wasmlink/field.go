@@ -1,7 +1,6 @@
 package wasmlink
 
 import (
-	"bytes"
 	"math/big"
 
 	"github.com/tezos-dsn/dsn/internal/wasmbin"
@@ -19,7 +18,9 @@ import (
 // < 2^48 and a carry-in stay below 2^54), one carry per column — the
 // "finely integrated product scanning" Montgomery multiplication (Koç,
 // Acar, Kaliski 1996). 16 × 24 = 384 = 64 × 6, so its radix is gnark's
-// R = 2^384 and the result is gnark's Element, bit for bit.
+// R = 2^384 and, for inputs below q as gnark requires, the result is
+// gnark's, word for word (for larger inputs the two differ: neither is
+// then a field element).
 
 const (
 	limbBits  = 24
@@ -33,7 +34,7 @@ const (
 //	func (z *Element) Mul(x, y *Element) *Element  (square false)
 //	func (z *Element) Square(x *Element) *Element  (square true)
 //
-// over the 6-word prime q (little-endian words, q < 2^383): z = x·y·2^-384
+// over the 6-word prime q (little-endian words, q < 2^384): z = x·y·2^-384
 // mod q for x, y < q, fully reduced, as gnark computes it. Go's convention:
 // the function's one i32 parameter is the resume point (unused: a leaf
 // never unwinds) and the i32 result is 0; the stack pointer is global 0;
@@ -45,25 +46,15 @@ func montMulBody(q [6]uint64, square bool) []byte {
 	pinv := negInv24(p[0])
 
 	var a asm
-	next := uint32(firstI64)
-	alloc := func(n int) []uint32 {
-		out := make([]uint32, n)
-		for i := range out {
-			out[i] = next
-			next++
-		}
-		return out
-	}
-	x := alloc(fieldLimb)
+	x := a.alloc(fieldLimb)
 	y := x
 	if !square {
-		y = alloc(fieldLimb)
+		y = a.alloc(fieldLimb)
 	}
-	m := alloc(fieldLimb)
-	t := alloc(fieldLimb + 1)
-	w := alloc(6) // words as loaded
-	acc := alloc(1)[0]
-	nI64 := next - firstI64
+	m := a.alloc(fieldLimb)
+	t := a.alloc(fieldLimb + 1)
+	w := a.alloc(6) // words as loaded
+	acc := a.alloc(1)[0]
 
 	nArgs := uint32(3)
 	if square {
@@ -133,7 +124,9 @@ func montMulBody(q [6]uint64, square bool) []byte {
 		a.i64(limbBits).op(0x88).set(acc) // carry into the next column
 	}
 	a.get(acc).set(t[fieldLimb-1])
-	// t[fieldLimb-1] holds the last column's whole value; split it.
+	// t[fieldLimb-1] holds the last column's whole value; split it (for
+	// BLS12-381, t < 2q < 2^382 leaves t[fieldLimb] zero, but the code does
+	// not rely on it).
 	a.get(t[fieldLimb-1]).i64(limbBits).op(0x88).set(t[fieldLimb])
 	a.get(t[fieldLimb-1]).i64(limbMask).op(0x83).set(t[fieldLimb-1])
 
@@ -175,7 +168,7 @@ func montMulBody(q [6]uint64, square bool) []byte {
 		}
 		a.mem(0x37, 8*uint32(k))
 	}
-	return a.goReturn(nArgs, nI64)
+	return a.goReturn(nArgs)
 }
 
 // Locals of the Go-convention bodies: 0 the resume point (a leaf never
@@ -199,12 +192,12 @@ func (a *asm) goArgs(n uint32) {
 // goReturn stores the result (z, as passed) after the n arguments, pops
 // the return address (SP += 8, the callee's part of Go's convention),
 // returns 0, and prefixes the body with its locals.
-func (a *asm) goReturn(n, nI64 uint32) []byte {
+func (a *asm) goReturn(n uint32) []byte {
 	a.get(sp).get(sp).mem(0x29, 8).mem(0x37, 8*(n+1))
 	a.get(sp).op(0x41, 8).op(0x6a).op(0x24, 0)
 	a.op(0x41, 0).op(0x0b)
 	locals := []byte{2, 4, tI32}
-	locals = append(uleb(locals, uint64(nI64)), tI64)
+	locals = append(uleb(locals, uint64(a.next-firstI64)), tI64)
 	return append(locals, a.b...)
 }
 
@@ -232,11 +225,10 @@ func addSubBody(q [6]uint64, op fieldOp) []byte {
 		nArgs = 2
 	}
 	a.goArgs(nArgs)
-	// i64 locals: x[6], y[6] (x again for Double), r[6], c (carry/borrow),
-	// s (scratch).
-	x := []uint32{5, 6, 7, 8, 9, 10}
-	y, r := []uint32{11, 12, 13, 14, 15, 16}, []uint32{17, 18, 19, 20, 21, 22}
-	const c, s = 23, 24
+	// i64 locals: x, y (x again for Double), r (6 words each), c (the
+	// carry or borrow), s (scratch).
+	x, y, r := a.alloc(6), a.alloc(6), a.alloc(6)
+	c, s := a.alloc(1)[0], a.alloc(1)[0]
 	for k := range 6 {
 		a.get(xp).mem(0x29, 8*uint32(k)).set(x[k])
 	}
@@ -301,7 +293,7 @@ func addSubBody(q [6]uint64, op fieldOp) []byte {
 			a.get(zp).get(r[k]).mem(0x37, 8*uint32(k))
 		}
 	}
-	return a.goReturn(nArgs, 20)
+	return a.goReturn(nArgs)
 }
 
 // toLimbs splits a 6-word value into 24-bit limbs.
@@ -326,22 +318,22 @@ func negInv24(v uint64) uint64 {
 	return new(big.Int).Sub(m, inv).Uint64() & limbMask
 }
 
-// hasConsts reports whether a function body holds every value, or its
-// negation, as an i64.const: a guard that a Go function is the one an
-// intrinsic replaces (gnark's arithmetic names its modulus's words; Go
-// compiles some subtractions of a constant into additions of its negation).
-func hasConsts(body []byte, values []uint64) bool {
-	for _, v := range values {
-		if !bytes.Contains(body, wasmbin.AppendSLEB([]byte{0x42}, int64(v))) &&
-			!bytes.Contains(body, wasmbin.AppendSLEB([]byte{0x42}, -int64(v))) {
-			return false
-		}
-	}
-	return true
+// asm appends wasm instructions.
+type asm struct {
+	b    []byte
+	next uint32 // the next i64 local alloc gives, after firstI64
 }
 
-// asm appends wasm instructions.
-type asm struct{ b []byte }
+// alloc returns n new i64 locals.
+func (a *asm) alloc(n int) []uint32 {
+	a.next = max(a.next, firstI64)
+	out := make([]uint32, n)
+	for i := range out {
+		out[i] = a.next
+		a.next++
+	}
+	return out
+}
 
 func (a *asm) op(b ...byte) *asm { a.b = append(a.b, b...); return a }
 func (a *asm) get(l uint32) *asm { a.b = uleb(append(a.b, 0x20), uint64(l)); return a }

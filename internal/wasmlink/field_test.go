@@ -3,6 +3,8 @@ package wasmlink
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
 	"math/big"
 	mrand "math/rand"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	"github.com/consensys/gnark-crypto/ecc/bls12-381/fp"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tezos-dsn/dsn/internal/wasmbin"
 )
 
 // fieldOps are the field intrinsics with gnark's own functions, natively,
@@ -169,6 +172,24 @@ func TestFieldIntrinsicsAreGnarks(t *testing.T) {
 					}
 				}
 			}
+			// The products also against big.Int arithmetic, not only gnark's
+			// assembly: x·y·2^-384 mod q.
+			if op.name == "Mul" || op.name == "Square" {
+				rInv := new(big.Int).ModInverse(new(big.Int).Lsh(big.NewInt(1), 384), fp.Modulus())
+				for i := 1; i < len(cases); i++ {
+					x, y := cases[i], cases[i-1]
+					if op.unary {
+						y = x
+					}
+					want := new(big.Int).Mul(toBig(x), toBig(y))
+					want.Mul(want, rInv).Mod(want, fp.Modulus())
+					fm.put(xAt, &x)
+					fm.put(yAt, &y)
+					if got := fm.call(t, zAt, xAt, yAt); toBig(got).Cmp(want) != 0 {
+						t.Fatalf("%s(%v, %v) = %v, want %v", op.name, x, y, got, fromBig(want))
+					}
+				}
+			}
 			if op.anyInput {
 				for range 2000 {
 					var x, y fp.Element
@@ -253,12 +274,17 @@ func FuzzFieldIntrinsics(f *testing.F) {
 	})
 }
 
-// belowQ reduces words modulo q (any value < q is a valid element).
-func belowQ(e fp.Element) fp.Element {
+func toBig(e fp.Element) *big.Int {
 	v := new(big.Int)
 	for i := 5; i >= 0; i-- {
 		v.Lsh(v, 64).Or(v, new(big.Int).SetUint64(e[i]))
 	}
+	return v
+}
+
+// belowQ reduces words modulo q (any value < q is a valid element).
+func belowQ(e fp.Element) fp.Element {
+	v := toBig(e)
 	return fromBig(v.Mod(v, fp.Modulus()))
 }
 
@@ -303,5 +329,64 @@ func BenchmarkFieldOps(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/per, "ns/op-field")
 		})
+	}
+}
+
+func TestIntrinsicGuards(t *testing.T) {
+	const mul = "github.com_consensys_gnark_crypto_ecc_bls12_381_fp.__Element_.Mul"
+	in := intrinsics[mul]
+	body := func(words []uint64) []byte { // i64.const w; drop — some negated, as Go's do
+		var b []byte
+		for i, w := range words {
+			if i%2 == 1 {
+				w = -w
+			}
+			b = append(wasmbin.AppendSLEB(append(b, 0x42), int64(w)), 0x1a)
+		}
+		return b
+	}
+	goBody := body(in.guard)
+	goType := funcType{params: []byte{tI32}, results: []byte{tI32}}
+	gnark := map[string]string{in.module: in.version}
+	for _, tc := range []struct {
+		name    string
+		fn      string
+		body    []byte
+		ft      funcType
+		modules map[string]string
+		want    string // "intrinsic", "go" or "error"
+	}{
+		{"all hold", mul, goBody, goType, gnark, "intrinsic"},
+		{"another function", "main.Mul", goBody, goType, gnark, "go"},
+		{"another gnark-crypto", mul, goBody, goType, map[string]string{in.module: "v0.21.0"}, "go"},
+		{"gnark-crypto replaced", mul, goBody, goType, map[string]string{in.module: "replaced"}, "go"},
+		{"no build information", mul, goBody, goType, map[string]string{}, "go"},
+		{"another modulus", mul, body(in.guard[:5]), goType, gnark, "go"},
+		{"not Go's convention", mul, goBody, funcType{params: []byte{tI32, tI32}, results: []byte{tI32}}, gnark, "error"},
+	} {
+		body, err := intrinsicFor(tc.fn, tc.body, tc.ft, tc.modules)
+		got := map[bool]string{true: "intrinsic", false: "go"}[body != nil]
+		if err != nil {
+			got = "error"
+		}
+		if got != tc.want {
+			t.Errorf("%s: %s (%v), want %s", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+func TestGoModules(t *testing.T) {
+	start, _ := hex.DecodeString("3077af0c9274080241e1c107e6d618e6")
+	end, _ := hex.DecodeString("f932433186182072008242104116d8f2")
+	info := "path\tex/k\nmod\tex\t(devel)\t\ndep\tgithub.com/consensys/gnark-crypto\tv0.22.0\th1:x=\n" +
+		"dep\tgolang.org/x/sys\tv0.1.0\th1:y=\n=>\t../sys\t(devel)\t\ndep\tz.org/z\tv1.0.0\t\n"
+	wasm := append(append(append([]byte("data before"), start...), info...), end...)
+	got := goModules(wasm)
+	want := map[string]string{"github.com/consensys/gnark-crypto": "v0.22.0", "golang.org/x/sys": "replaced", "z.org/z": "v1.0.0"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%v, want %v", got, want)
+	}
+	if goModules(wasm[:len(wasm)-1]) != nil || goModules([]byte("none")) != nil {
+		t.Fatal("modules read without both sentinels")
 	}
 }

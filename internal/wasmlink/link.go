@@ -180,12 +180,19 @@ func LinkWith(wasm []byte, opts Options) ([]byte, error) {
 
 	// Rewrite the old bodies, putting the intrinsics in.
 	var newBodies [][]byte
+	var modules map[string]string
+	if !opts.GoBodies {
+		modules = goModules(wasm)
+	}
 	for i, b := range bodies {
-		if in, ok := intrinsics[names[uint32(len(imports)+i)]]; ok && !opts.GoBodies && hasConsts(b, in.guard) {
-			if ft := types[funcs[i]]; string(ft.params) != string([]byte{tI32}) || string(ft.results) != string([]byte{tI32}) {
-				return nil, fmt.Errorf("%w: %s is not in Go's wasm calling convention", ErrUnsupported, names[uint32(len(imports)+i)])
+		if modules != nil {
+			in, err := intrinsicFor(names[uint32(len(imports)+i)], b, types[funcs[i]], modules)
+			if err != nil {
+				return nil, err
 			}
-			b = in.body()
+			if in != nil {
+				b = in
+			}
 		}
 		nb, err := rewriteBody(b, mapFunc, memmoveIdx, memfillIdx)
 		if err != nil {
