@@ -239,9 +239,9 @@ func addSubBody(q [6]uint64, op fieldOp) []byte {
 			a.get(yp).mem(0x29, 8*uint32(k)).set(y[k])
 		}
 	}
-	// addWords: r = u + v (+ carry in c), carry out in c; subWords likewise
-	// with borrows. The constant side (q) is given as values.
-	addWords := func(u []uint32, v []uint32, vq []uint64) {
+	// words: into = u + v or u − v, word by word, the carry or borrow
+	// chained through c; v is locals, or the constants vq.
+	words := func(sub bool, u, v []uint32, vq []uint64, into []uint32) {
 		a.i64(0).set(c)
 		for k := range 6 {
 			a.get(u[k])
@@ -250,45 +250,36 @@ func addSubBody(q [6]uint64, op fieldOp) []byte {
 			} else {
 				a.get(v[k])
 			}
-			a.op(0x7c).tee(s)                  // s = u + v
-			a.get(u[k]).op(0x54)               // carry1 = s <u u (i64.lt_u)
-			a.get(s).get(c).op(0x7c).tee(r[k]) // r = s + c
-			a.get(s).op(0x54)                  // carry2 = r <u s
-			a.op(0x72).op(0xad).set(c)         // c = i64.extend_i32_u(carry1 | carry2)
-		}
-	}
-	subWords := func(u []uint32, v []uint32, vq []uint64, into []uint32) {
-		a.i64(0).set(c)
-		for k := range 6 {
-			a.get(u[k])
-			if vq != nil {
-				a.i64(int64(vq[k]))
+			if sub {
+				a.op(0x7d).tee(s)                     // s = u − v
+				a.get(u[k]).op(0x56)                  // borrow1 = s >u u (i64.gt_u)
+				a.get(s).get(c).op(0x7d).set(into[k]) // into = s − c
+				a.get(s).get(c).op(0x54)              // borrow2 = s <u c
 			} else {
-				a.get(v[k])
+				a.op(0x7c).tee(s)                     // s = u + v
+				a.get(u[k]).op(0x54)                  // carry1 = s <u u (i64.lt_u)
+				a.get(s).get(c).op(0x7c).tee(into[k]) // into = s + c
+				a.get(s).op(0x54)                     // carry2 = into <u s
 			}
-			a.op(0x7d).tee(s)                     // s = u − v
-			a.get(u[k]).op(0x56)                  // borrow1 = s >u u (i64.gt_u)
-			a.get(s).get(c).op(0x7d).set(into[k]) // into = s − c
-			a.get(s).get(c).op(0x54)              // borrow2 = s <u c
-			a.op(0x72).op(0xad).set(c)
+			a.op(0x72).op(0xad).set(c) // c = i64.extend_i32_u(either)
 		}
 	}
 	switch op {
 	case fieldAdd, fieldDouble:
-		addWords(x, y, nil) // the carry out of 2^384 is dropped, as gnark does
+		words(false, x, y, nil, r) // the carry out of 2^384 is dropped, as gnark does
 		// d = r − q into x (free now); keep r if that borrowed (r < q).
-		subWords(r, nil, q[:], x)
+		words(true, r, nil, q[:], x)
 		for k := range 6 {
 			a.get(zp).get(x[k]).get(r[k]).get(c).op(0x50).op(0x1b).mem(0x37, 8*uint32(k)) // no borrow ? d : r
 		}
 	case fieldSub:
-		subWords(x, y, nil, r)
+		words(true, x, y, nil, r)
 		// add q back if that borrowed: r + (q & −borrow)
 		a.i64(0).get(c).op(0x7d).set(s)
 		for k := range 6 {
 			a.get(s).i64(int64(q[k])).op(0x83).set(y[k])
 		}
-		addWords(r, y, nil)
+		words(false, r, y, nil, r)
 		for k := range 6 {
 			a.get(zp).get(r[k]).mem(0x37, 8*uint32(k))
 		}
