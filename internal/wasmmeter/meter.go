@@ -18,20 +18,7 @@
 // of those instructions — the block's whole cost is added to the counter
 // before any of its instructions runs:
 //
-//	local.get $c; i64.const cost; i64.add; local.set $c
-//
-// The count lives in a local $c of each function while it runs (a
-// register; a global is a load and a store, chained from block to block),
-// loaded from the exported global $t at entry and after every call, and
-// stored back to $t before every call, return, branch out of the function,
-// unreachable and the function's end, and before the limit's trap: $t is
-// exact whenever another function or the host can read it. (A run that
-// traps otherwise, out of bounds or dividing by zero, leaves $t at its
-// last store-back: less exact, the same on every machine.) Against $t
-// updated in every block, what metering costs (wasmlink's
-// BenchmarkMeteringCost, three runs each way, medians) fell from 1.21× to
-// 1.14× on the Go echo kernel and from 1.10× to 1.08× on a BLS
-// verification.
+//	global.get $t; i64.const cost; i64.add; global.set $t
 //
 // This is sound because every instruction of a metered block but the last
 // falls through to the next one: control can only enter a metered block at
@@ -49,7 +36,7 @@
 // At function entry and at every loop header, after the block's cost is
 // added, the counter is checked:
 //
-//	local.get $c; i64.const limit; i64.gt_u; if (store back) unreachable end
+//	global.get $t; i64.const limit; i64.gt_u; if unreachable end
 //
 // Every cycle of an execution goes through a loop header or a function entry
 // (calls and recursion), so between two checks a run executes at most one
@@ -388,35 +375,20 @@ type check struct {
 }
 
 // instrumentBody meters one function body (locals and expression): each
-// block's cost is added to every counter of counters, counters[0] is checked
+// block's cost is added to every global of counters, counters[0] is checked
 // as chk says, and the function index of every call is mapped by shift.
-//
-// counters[0], the run's tick count, lives in a local of the function while
-// it runs (a register, where a global is a load and a store each block),
-// loaded from its global at entry and after each call, and written back
-// before each call, return, unreachable or branch out of the function and
-// at its end, and before the limit's trap: the global is exact whenever
-// another function or the host can see it. A run that traps otherwise (out
-// of bounds, division by zero, stack overflow) leaves the global at its
-// last write-back in the trapping function: still the same on every
-// machine. The per-function counters of a profile stay globals.
 func instrumentBody(body []byte, costs Costs, chk check, params uint64, counters []uint64, shift func(uint64) uint64) ([]byte, error) {
 	counter := counters[0]
 	r := wasmbin.NewReader(body, errModule)
 	var locals uint64
-	groups := r.U32()
-	groupsEnd := r.Off
-	for n := groups; n > 0 && r.Err == nil; n-- {
+	for n := r.U32(); n > 0 && r.Err == nil; n-- {
 		locals += uint64(r.U32())
 		r.Byte()
-		if locals > 1<<32-1 { // one more for the counter's local
+		if locals > 1<<32 {
 			r.Fail("too many locals")
 		}
 	}
-	local := params + locals // the counter's local
-	out := uleb(make([]byte, 0, 2*len(body)+32), uint64(groups)+1)
-	out = append(out, body[groupsEnd:r.Off]...)
-	out = append(out, 1, 0x7e)
+	out := append(make([]byte, 0, 2*len(body)+32), body[:r.Off]...)
 	var ins []wasmbin.Instr
 	depth := 0
 	for r.More() {
@@ -444,10 +416,7 @@ func instrumentBody(body []byte, costs Costs, chk check, params uint64, counters
 		return nil, r.Err
 	}
 
-	get := func(op byte, idx uint64) { out = uleb(append(out, op), idx) }
-	writeBack := func() { get(0x20, local); get(0x24, counter) }
-	entry, header, afterCall := true, false, false
-	depth = 0 // open blocks, loops and ifs inside the function's own label
+	entry, header := true, false
 	for i := 0; i < len(ins); {
 		j := i
 		for !cuts(ins[j].Op) {
@@ -460,90 +429,47 @@ func instrumentBody(body []byte, costs Costs, chk check, params uint64, counters
 		for _, in := range ins[i : j+1] {
 			cost = addSat(cost, costs.Ticks(in.Op, in.Sub))
 		}
-		if entry || afterCall {
-			get(0x23, counter)
-			get(0x21, local)
-		}
 		if cost > 0 {
-			get(0x20, local)
-			out = sleb(append(out, 0x42), int64(cost))
-			out = append(out, 0x7c)
-			get(0x21, local)
-			for _, g := range counters[1:] {
-				get(0x23, g)
+			for _, g := range counters {
+				out = append(out, 0x23)
+				out = uleb(out, g)
 				out = sleb(append(out, 0x42), int64(cost))
-				out = append(out, 0x7c)
-				get(0x24, g)
+				out = append(out, 0x7c, 0x24)
+				out = uleb(out, g)
 			}
 		}
 		if entry || header {
 			if chk.on { // if counter > checkpoint
-				get(0x20, local)
-				get(0x23, chk.global)
+				out = uleb(append(out, 0x23), counter)
+				out = uleb(append(out, 0x23), chk.global)
 				out = append(out, 0x56, 0x04, 0x40)
 			}
-			get(0x20, local) // if counter > limit: write it back, unreachable
+			out = uleb(append(out, 0x23), counter) // if counter > limit: unreachable
 			out = sleb(append(out, 0x42), int64(chk.limit))
-			out = append(out, 0x56, 0x04, 0x40)
-			writeBack()
-			out = append(out, 0x00, 0x0b)
+			out = append(out, 0x56, 0x04, 0x40, 0x00, 0x0b)
 			if chk.on { // checkpoint = min(checkpoint(counter), limit); end
-				get(0x20, local)
-				get(0x10, chk.function)
-				get(0x24, chk.global)
+				out = uleb(append(out, 0x23), counter)
+				out = uleb(append(out, 0x10), chk.function)
+				out = uleb(append(out, 0x24), chk.global)
 				for range 2 {
-					get(0x23, chk.global)
+					out = uleb(append(out, 0x23), chk.global)
 					out = sleb(append(out, 0x42), int64(chk.limit))
 				}
 				out = append(out, 0x54, 0x1b) // i64.lt_u; select
-				get(0x24, chk.global)
-				out = append(out, 0x0b)
+				out = append(uleb(append(out, 0x24), chk.global), 0x0b)
 			}
 		}
-		for k, in := range ins[i : j+1] {
-			if k == j-i && leaves(in, depth) {
-				writeBack()
-			}
-			switch in.Op {
-			case 0x02, 0x03, 0x04:
-				depth++
-			case 0x0b:
-				depth--
-			}
+		for _, in := range ins[i : j+1] {
 			if in.Op == 0x10 || in.Op == 0xd2 { // call, ref.func
 				out = uleb(append(out, in.Op), shift(uint64(in.Index)))
 				continue
 			}
 			out = append(out, in.Raw...)
 		}
-		last := ins[j].Op
-		entry, header, afterCall = false, last == 0x03, last == 0x10 || last == 0x11
+		entry, header = false, ins[j].Op == 0x03
 		i = j + 1
 	}
 	return out, nil
-}
-
-// leaves reports whether the counter's global must be written back before
-// in, the last instruction of a block, at this nesting depth: a call (the
-// callee reads it), a way out of the function (return, its end, a branch
-// to its label), or unreachable (a trap whose count the host reads).
-func leaves(in wasmbin.Instr, depth int) bool {
-	switch in.Op {
-	case 0x00, 0x0f, 0x10, 0x11:
-		return true
-	case 0x0b:
-		return depth == 0
-	case 0x0c, 0x0d:
-		return int(in.Index) == depth
-	case 0x0e:
-		r := wasmbin.NewReader(in.Raw[1:], errModule)
-		for n := r.U32() + 1; n > 0 && r.Err == nil; n-- {
-			if int(r.U32()) == depth {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func addSat(a, b uint64) uint64 {

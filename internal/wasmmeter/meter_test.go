@@ -909,11 +909,9 @@ func benchLoop(b *testing.B, body []byte) {
 	b.ReportMetric(float64(tm)/float64(tp), "metered/plain")
 }
 
-// TestTicksAtATrap: the count lives in a local while a function runs and is
-// stored back before calls and before unreachable, so a trap by
-// unreachable reports every tick up to it, and one by an out-of-bounds
-// load the count stored back last (before the call into the trapping
-// function), the same on every run.
+// TestTicksAtATrap: a block's whole cost is added when it starts, so a run
+// that traps inside a block is charged the whole block, by unreachable and
+// by an out-of-bounds load alike.
 func TestTicksAtATrap(t *testing.T) {
 	callG := []byte{0x01, 0x10, 1, 0x0b} // f: nop; call g; end
 	fTicks := sum(Octez, 0x01, 0x10) + entryTicks(Octez, 0, 0)
@@ -923,7 +921,8 @@ func TestTicksAtATrap(t *testing.T) {
 		want uint64
 	}{
 		{"unreachable", []byte{0x01, 0x00, 0x0b}, fTicks + sum(Octez, 0x01, 0x00) + entryTicks(Octez, 0, 0)},
-		{"out of bounds", []byte{0x41, 0x80, 0x80, 0x08, 0x28, 2, 0, 0x1a, 0x0b}, fTicks}, // i32.load at 131072
+		{"out of bounds", []byte{0x41, 0x80, 0x80, 0x08, 0x28, 2, 0, 0x1a, 0x0b}, // i32.const 131072; i32.load; drop
+			fTicks + sum(Octez, 0x41, 0x28, 0x1a, 0x0b) + entryTicks(Octez, 0, 0)},
 	} {
 		m := tmod{memory: true, funcs: []tfunc{{code: callG, export: "f"}, {code: tc.g}}}.bytes()
 		for _, o := range []Options{{}, {Checkpoints: true}} {
