@@ -32,7 +32,7 @@ func threadCPU() time.Duration {
 // Go echo kernel and for one BLS verification (minus an empty level of the
 // same kernel, each way). (The separate KernelRun cases give the echo
 // kernel 1.4–1.6× in wall time, which this benchmark's wall time does not
-// reproduce: 1.1×; the gap goes away when the benchmark's goroutine is
+// reproduce: 1.2×; the gap goes away when the benchmark's goroutine is
 // locked to its thread.)
 func BenchmarkMeteringCost(b *testing.B) {
 	ctx := context.Background()
