@@ -6,12 +6,12 @@ import (
 	"github.com/tezos-dsn/dsn/internal/wasmbin"
 )
 
-// Field multiplication for the linker's intrinsics (intrinsics.go).
+// Field arithmetic for the linker's intrinsics (intrinsics.go).
 //
 // Go compiles the 64×64→128-bit product that a Montgomery multiplication
 // is made of into five i64.mul and their carries on wasm, which has no
 // wide multiply, and spills most of the unrolled product to the stack:
-// two thirds of a BLS verification's ticks in the PVM are gnark's
+// two thirds of a BLS verification's ticks in the PVM were gnark's
 // fp.(*Element).Mul. montMulBody writes the same function by hand in the
 // form that suits wasm: 16 limbs of 24 bits, products of 48 bits summed
 // column by column in an i64 without carries (at most 32 products of
