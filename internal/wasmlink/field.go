@@ -225,16 +225,20 @@ func addSubBody(q [6]uint64, op fieldOp) []byte {
 		nArgs = 2
 	}
 	a.goArgs(nArgs)
-	// i64 locals: x, y (x again for Double), r (6 words each), c (the
-	// carry or borrow), s (scratch).
-	x, y, r := a.alloc(6), a.alloc(6), a.alloc(6)
+	// i64 locals: x, y (x itself for Double: no locals of its own, which
+	// octez's tick model would charge at every call), r (6 words each), c
+	// (the carry or borrow), s (scratch).
+	x := a.alloc(6)
+	y := x
+	if op != fieldDouble {
+		y = a.alloc(6)
+	}
+	r := a.alloc(6)
 	c, s := a.alloc(1)[0], a.alloc(1)[0]
 	for k := range 6 {
 		a.get(xp).mem(0x29, 8*uint32(k)).set(x[k])
 	}
-	if op == fieldDouble {
-		y = x
-	} else {
+	if op != fieldDouble {
 		for k := range 6 {
 			a.get(yp).mem(0x29, 8*uint32(k)).set(y[k])
 		}
