@@ -162,4 +162,8 @@ func DecodeMessage(buf []byte) (Message, error) {
 type Envelope struct {
 	To  AuthorityID
 	Msg Message
+	// Vouches lists, for a vote, the header's batches: the vote says this
+	// node stores them, so their writes must be durable before it leaves
+	// (what else must be, see replica.Early).
+	Vouches []Digest
 }

@@ -14,10 +14,12 @@ package pebblefatal
 import (
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // Signal holds a store's first fatal error.
@@ -26,6 +28,12 @@ type Signal struct {
 	once sync.Once
 	err  error
 	ch   chan struct{} // closed once err is set
+	// commit lets one commit at a time into pebble, after checking for a
+	// fatal error: pebble finds a failed background WAL write only at a
+	// later commit, and panics there holding its locks (the store could
+	// then never be closed); one commit at a time, checked first, never
+	// gets there (see FS).
+	commit sync.Mutex
 }
 
 // New returns the signal of the store in dir.
@@ -73,12 +81,50 @@ func (l logger) Fatalf(format string, args ...any) {
 // error if pebble parked the commit (the commit runs on a goroutine of its
 // own, so that the caller, and any lock it holds, is released). It takes
 // b: the batch is closed once its commit returns. After a fatal error
-// nothing more is committed.
+// nothing more is committed. Commits are let into pebble one at a time.
 func (s *Signal) Commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
+	s.commit.Lock()
+	defer s.commit.Unlock()
 	if _, err := s.Fatal(); err != nil {
 		b.Close()
 		return err
 	}
+	return s.run(func() error {
+		err := b.Commit(opts)
+		b.Close()
+		return err
+	})
+}
+
+// CommitSync commits b synced, like Commit with pebble.Sync, but holds the
+// other commits back only until b is in the WAL, not while the WAL syncs
+// (pebble's ApplyNoSyncWait, then Batch.SyncWait). A failed sync is fatal.
+func (s *Signal) CommitSync(db *pebble.DB, b *pebble.Batch) error {
+	s.commit.Lock()
+	if _, err := s.Fatal(); err != nil {
+		s.commit.Unlock()
+		b.Close()
+		return err
+	}
+	err := s.run(func() error { return db.ApplyNoSyncWait(b, pebble.Sync) })
+	s.commit.Unlock()
+	if err != nil {
+		return err // b is not closed: pebble may still hold it
+	}
+	return s.run(func() error {
+		err := b.SyncWait()
+		b.Close()
+		if err != nil {
+			err = fmt.Errorf("sync: %w", err)
+			s.Fail(fmt.Errorf("store in %s: %w", s.dir, err))
+		}
+		return err
+	})
+}
+
+// run runs a commit step on a goroutine of its own and waits for it or for
+// a fatal error. A panic inside pebble is that fatal error.
+func (s *Signal) run(step func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		defer func() {
@@ -89,9 +135,7 @@ func (s *Signal) Commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
 				s.Fail(fmt.Errorf("store in %s: panic in commit: %v\n%s", s.dir, r, debug.Stack()))
 			}
 		}()
-		err := b.Commit(opts)
-		b.Close()
-		done <- err
+		done <- step()
 	}()
 	select {
 	case err := <-done:
@@ -124,4 +168,65 @@ func (s *Signal) Close(closeFn func() error) error {
 	case <-time.After(closeAfterFatal):
 		return fmt.Errorf("store in %s: close after a fatal error did not finish in %s", s.dir, closeAfterFatal)
 	}
+}
+
+// FS wraps fs so that a failed write or sync of a WAL file (name *.log) is
+// the store's fatal error at once, on the goroutine that hit it. Pebble
+// writes unsynced WAL data in the background and finds such an error only
+// at a later commit, which then panics holding the store's locks (it can
+// no longer be closed, and its lock stays held until the process exits);
+// with the signal set first, Commit refuses the commits after it.
+func (s *Signal) FS(fs vfs.FS) vfs.FS { return walFS{FS: fs, s: s} }
+
+type walFS struct {
+	vfs.FS
+	s *Signal
+}
+
+func (w walFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return f, err
+	}
+	return walFile{File: f, s: w.s, name: name}, nil
+}
+
+func (w walFS) Create(name string) (vfs.File, error) {
+	f, err := w.FS.Create(name)
+	return w.wrap(name, f, err)
+}
+
+func (w walFS) ReuseForWrite(oldname, newname string) (vfs.File, error) {
+	f, err := w.FS.ReuseForWrite(oldname, newname)
+	return w.wrap(newname, f, err)
+}
+
+type walFile struct {
+	vfs.File
+	s    *Signal
+	name string
+}
+
+func (f walFile) fail(err error) error {
+	if err != nil {
+		f.s.Fail(fmt.Errorf("store in %s: WAL %s: %w", f.s.dir, f.name, err))
+	}
+	return err
+}
+
+func (f walFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	return n, f.fail(err)
+}
+
+func (f walFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.File.WriteAt(p, off)
+	return n, f.fail(err)
+}
+
+func (f walFile) Sync() error     { return f.fail(f.File.Sync()) }
+func (f walFile) SyncData() error { return f.fail(f.File.SyncData()) }
+
+func (f walFile) SyncTo(length int64) (bool, error) {
+	full, err := f.File.SyncTo(length)
+	return full, f.fail(err)
 }

@@ -158,6 +158,17 @@ func (p *Primary) accept(out *Output, c *narwhal.Certificate) {
 		}
 		p.insert(c)
 		p.sinceAccept = 0
+		if cur := p.cur; cur != nil && !cur.certified && c.Author() == p.self && d == cur.digest {
+			// Our header's certificate, from a peer: we made it before a
+			// crash lost it (a certificate leaves before the store syncs
+			// it), and sent the header again. It is certified: its batches
+			// must not be proposed again.
+			cur.certified = true
+			out.Certified = append(out.Certified, cur.header.Payload...)
+			if len(cur.payload) > 0 {
+				p.certified[c.Round()] = cur.payload
+			}
+		}
 		idx := binary.BigEndian.AppendUint64(nil, c.Round())
 		idx = binary.BigEndian.AppendUint16(idx, uint16(c.Author()))
 		out.Writes = append(out.Writes,

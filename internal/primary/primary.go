@@ -8,9 +8,10 @@
 //
 // It is a pure step function driven by internal/replica: inputs are
 // messages, ticks and notifications (batches stored, sub-DAGs committed);
-// each call returns an Output whose Writes the runtime makes durable before
-// it sends the Messages — so a restarted node never signs two different
-// headers for one round, nor two votes for one author and round.
+// each call returns an Output whose Writes the runtime applies, and makes
+// durable before the messages that promise them leave (internal/replica's
+// contract) — so a restarted node never signs two different headers for one
+// round, nor two votes for one author and round.
 package primary
 
 import (

@@ -149,7 +149,7 @@ func (p *Primary) sendVote(out *Output, h *narwhal.Header, d narwhal.Digest) {
 	out.Messages = append(out.Messages, narwhal.Envelope{To: h.Author, Msg: &narwhal.VoteMsg{Vote: narwhal.Vote{
 		Header: d, Round: h.Round, Epoch: h.Epoch, Origin: h.Author, Voter: p.self,
 		Signature: p.sign(d),
-	}}})
+	}}, Vouches: h.Payload})
 }
 
 // onVote collects a vote for the current header. Each vote's signature is

@@ -9,12 +9,19 @@
 // for concurrent use: one goroutine (the runtime's event loop) owns it.
 //
 // The runtime's contract for every Output, in this order:
-//  1. apply Output.Writes to the store as one atomic, synced batch;
-//  2. only then send Output.Messages, acknowledge Output.Acked tickets and
-//     publish Output.Committed sub-DAGs.
+//  1. apply Output.Writes to the store as one atomic batch, after the
+//     writes of every earlier Output;
+//  2. then it may send the messages that promise nothing about this
+//     node's store (Early: certificates, batches, requests, responses);
+//  3. only once the writes are durable (synced, with every earlier
+//     Output's) and, if SignedChanged, the signing record is too: send
+//     the other messages (votes and own headers), acknowledge Output.Acked
+//     tickets and publish Output.Committed sub-DAGs.
 //
-// Breaking the order can make a restarted node equivocate or lose an
-// acknowledged transaction.
+// A crash may lose any suffix of the Outputs whose writes were not synced
+// yet, never one without the Outputs after it. Breaking the order can make
+// a restarted node equivocate, lose an acknowledged transaction, or leave a
+// batch its vote vouched for.
 package replica
 
 import (
@@ -29,10 +36,30 @@ type CommittedSubDAG = bullshark.CommittedSubDAG
 // Envelope is a message addressed to one peer.
 type Envelope = narwhal.Envelope
 
+// Early reports whether a message may leave before the writes of its
+// Output are durable. Only votes and own headers may not: a vote vouches
+// that this node stores the header's batches (they are in the writes of
+// this or an earlier Output); a header is the node's signature for its
+// round, and its store must still hold it, its batches' pending entries and
+// the previous own certificate after a crash, or the restarted node could
+// not send it again, or would propose those batches twice. A certificate,
+// even an own new one, promises nothing about this node's store: a crash
+// that loses it leaves the last proposed header, which the restarted node
+// sends again (its voters vote the same), and a copy from a peer is taken
+// as its certificate.
+func Early(m narwhal.Message) bool {
+	switch m.(type) {
+	case *narwhal.VoteMsg, *narwhal.HeaderMsg:
+		return false
+	}
+	return true
+}
+
 // Output is what one or more steps produced. See the package doc for the
 // order in which a runtime must carry it out.
 type Output struct {
-	// Writes must be durable before anything else in this Output happens.
+	// Writes are applied before anything else in this Output happens, and
+	// made durable before what is not Early.
 	Writes []store.Write
 	// SignedChanged: the node signed something new. Replica.Signed must be
 	// durable outside the store before Messages leave, and handed back with

@@ -31,6 +31,9 @@ const exportGraceMs = 1000
 
 // check runs every checker and returns the first failure.
 func (s *Sim) check() error {
+	if s.lostVouched != "" {
+		return fmt.Errorf("vouched batches are durable: %s", s.lostVouched)
+	}
 	if s.doubleVote != "" {
 		return fmt.Errorf("never sign twice: %s", s.doubleVote)
 	}

@@ -198,22 +198,18 @@ func (s *Sim) handle(e *event) {
 		}
 		s.tracef("crash n%d", e.node)
 		n.up, n.rep, n.tickets = false, nil, map[uint64][]byte{}
+		if n.unsynced > 0 {
+			lose := s.rng.Intn(n.unsynced + 1)
+			s.tracef("n%d loses %d of its %d unsynced write batches", e.node, lose, n.unsynced)
+			if d, lost := n.undoLast(lose); lost && s.honest(e.node) && s.lostVouched == "" {
+				s.lostVouched = fmt.Sprintf("node %d voted for batch %s, and a crash lost it", e.node, d.Short())
+			}
+		}
+		n.unsynced = 0
 		if s.opts.Rollback && len(n.undo) > 0 {
 			lose := 1 + s.rng.Intn(len(n.undo))
 			s.tracef("n%d loses its last %d write batches", e.node, lose)
-			for ; lose > 0; lose-- {
-				u := n.undo[len(n.undo)-1]
-				n.undo = n.undo[:len(n.undo)-1]
-				var ws []store.Write
-				for k := len(u) - 1; k >= 0; k-- {
-					if u[k].existed {
-						ws = append(ws, store.Put(u[k].key, u[k].old))
-					} else {
-						ws = append(ws, store.Del(u[k].key))
-					}
-				}
-				n.st.Apply(ws)
-			}
+			n.undoLast(lose)
 		}
 	case evRestart:
 		if s.nodes[e.node].up {

@@ -140,9 +140,13 @@ type simNode struct {
 	st     *store.Memory
 	signed primary.Signed // kept outside the store, as a node keeps it
 	// undo holds, for the most recent write batches, what each key held
-	// before (a crash with Rollback loses the last ones, as a store whose
-	// WAL tail is lost does).
-	undo    [][]undoWrite
+	// before: a crash loses a suffix of the last unsynced ones (as the node's
+	// store does), and one with Rollback loses more, synced or not (as a
+	// store whose WAL tail is lost does).
+	undo     [][]undoWrite
+	unsynced int // the last undo entries not synced yet
+	// vouched holds the batches this node voted for: no crash may lose them.
+	vouched map[narwhal.Digest]bool
 	up      bool
 	group   int               // partition group
 	tickets map[uint64][]byte // submitted, not yet acknowledged
@@ -154,6 +158,40 @@ type simNode struct {
 	byIndex map[uint64]*replica.CommittedSubDAG
 	// commitAt is when each index was first committed here (simulated ms).
 	commitAt map[uint64]uint64
+}
+
+// unsyncedWrite reports whether an unsynced write batch wrote key.
+func (n *simNode) unsyncedWrite(key []byte) bool {
+	for _, u := range n.undo[len(n.undo)-n.unsynced:] {
+		for _, w := range u {
+			if string(w.key) == string(key) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// undoLast takes back the last k write batches, newest first, and returns
+// a batch among them that the node had vouched for, if any.
+func (n *simNode) undoLast(k int) (lost narwhal.Digest, ok bool) {
+	for ; k > 0; k-- {
+		u := n.undo[len(n.undo)-1]
+		n.undo = n.undo[:len(n.undo)-1]
+		var ws []store.Write
+		for j := len(u) - 1; j >= 0; j-- {
+			if k := u[j].key; !u[j].existed && len(k) == 1+narwhal.DigestSize && k[0] == store.PrefixBatch && n.vouched[narwhal.Digest(k[1:])] {
+				lost, ok = narwhal.Digest(k[1:]), true
+			}
+			if u[j].existed {
+				ws = append(ws, store.Put(u[j].key, u[j].old))
+			} else {
+				ws = append(ws, store.Del(u[j].key))
+			}
+		}
+		n.st.Apply(ws)
+	}
+	return lost, ok
 }
 
 // Sim is one run in progress.
@@ -177,6 +215,9 @@ type Sim struct {
 	// one (a node signing twice for one round).
 	votes      map[[3]uint64]narwhal.Digest
 	doubleVote string
+	// lostVouched is the first batch an honest node vouched for (voted)
+	// that a crash then lost from its store.
+	lostVouched string
 
 	links       [][][2]uint64   // per-link delay range [lo, hi]
 	acked       map[string]bool // acknowledged transactions
@@ -246,7 +287,7 @@ func New(opts Options) (*Sim, error) {
 	s.cfg = replica.TestConfig()
 	s.cfg.GCDepth = 10 // small, so that runs cross the GC horizon
 	for i := 0; i < opts.Nodes; i++ {
-		n := &simNode{st: store.NewMemory(), tickets: map[uint64][]byte{}, byIndex: map[uint64]*replica.CommittedSubDAG{},
+		n := &simNode{st: store.NewMemory(), tickets: map[uint64][]byte{}, vouched: map[narwhal.Digest]bool{}, byIndex: map[uint64]*replica.CommittedSubDAG{},
 			commitAt: map[uint64]uint64{}}
 		s.nodes = append(s.nodes, n)
 		if err := s.start(i); err != nil {
@@ -285,21 +326,46 @@ func (s *Sim) start(i int) error {
 // apply carries out a replica output: writes, then messages, acks, commits.
 func (s *Sim) apply(i int, out replica.Output) {
 	n := s.nodes[i]
-	if s.opts.Rollback && len(out.Writes) > 0 {
+	if len(out.Writes) > 0 {
 		u := make([]undoWrite, len(out.Writes))
 		for k, w := range out.Writes {
 			old, ok := n.st.Get(w.Key)
 			u[k] = undoWrite{key: w.Key, old: old, existed: ok} // stored values are never modified in place
 		}
-		if n.undo = append(n.undo, u); len(n.undo) > maxUndo {
+		n.undo = append(n.undo, u)
+		n.unsynced++
+		if len(n.undo) > max(maxUndo, n.unsynced) {
 			n.undo = n.undo[1:]
 		}
 	}
 	n.st.Apply(out.Writes)
+	// As the node does (replica's contract): what promises nothing leaves
+	// at once; a vote once the batches it vouches for are durable; an own
+	// header, acknowledgements and commits once every write so far is.
+	var late []replica.Envelope
+	sync := len(out.Acked) > 0 || len(out.Committed) > 0
+	for _, e := range out.Messages {
+		switch _, vote := e.Msg.(*narwhal.VoteMsg); {
+		case replica.Early(e.Msg):
+			s.send(i, int(e.To), e.Msg)
+			continue
+		case vote:
+			for _, d := range e.Vouches {
+				sync = sync || n.unsyncedWrite(store.BatchKey(d))
+				n.vouched[d] = true
+			}
+		default:
+			sync = true
+		}
+		late = append(late, e)
+	}
+	if sync {
+		n.unsynced = 0
+	}
 	if out.SignedChanged {
 		n.signed = n.rep.Signed()
 	}
-	for _, e := range out.Messages {
+	for _, e := range late {
 		s.send(i, int(e.To), e.Msg)
 	}
 	for _, t := range out.Acked {

@@ -11,8 +11,9 @@
 //
 // It is a pure step function (see internal/replica for the driver): inputs
 // are Submit, Receive and Tick; every call returns an Output whose Writes the
-// runtime must make durable before it sends the Messages or acknowledges the
-// transactions. Timeouts are counted in ticks.
+// runtime applies before it sends the Messages, and makes durable before it
+// acknowledges the transactions or sends a vote for their batches
+// (internal/replica's contract). Timeouts are counted in ticks.
 package worker
 
 import (

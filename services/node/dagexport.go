@@ -15,7 +15,9 @@ import (
 )
 
 // dagFeed is the live sequence of accepted certificates, in acceptance
-// (causal) order, published by the committer once their writes are synced.
+// (causal) order, published by the committer once written to the store
+// (before it syncs them: a certificate authenticates itself, so one a crash
+// takes from the store is as valid in a reader's hands).
 // It keeps the last feedCap; a reader that falls further behind must
 // resume from a round.
 type dagFeed struct {

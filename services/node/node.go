@@ -9,6 +9,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -347,20 +348,22 @@ const maxBatchesInFlight = 100
 // commitJob is what one group of events produced, for the committer.
 type commitJob struct {
 	writes   []store.Write
-	signed   *primary.Signed // to make durable, outside the store, before the messages leave
+	signed   *primary.Signed // to make durable, outside the store, before the votes and headers leave
 	messages []narwhal.Envelope
 	acks     []chan error
 	head     uint64 // new last committed index, or 0
 	trace    []replica.TraceEvent
 	accepted []*narwhal.Certificate
+	group    uint64 // the store's write group that holds its writes (set by commit)
+	err      error  // commit could not write it
 }
 
 // loop is the event loop: the only goroutine touching the replica. It
 // groups ready events, runs them through the replica, and hands each
-// group's output to the committer goroutine, which syncs the writes and
-// only then sends the messages and acknowledges the transactions. The loop
-// goes on with the next group while the previous one syncs (pipelining);
-// the committer keeps the groups in order, so persist-before-send holds.
+// group's output to the committer (commit), which writes it, sends what
+// promises nothing at once, and the rest once what it promises is durable.
+// The loop goes on with the next group meanwhile (pipelining); the
+// committer keeps the groups in order.
 func (n *Node) loop(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -517,21 +520,153 @@ func (w *stallWatch) tick(n *Node, now time.Time) {
 	}
 }
 
-// commit carries out the groups in order: sync the writes, then send, then
-// acknowledge and publish. The groups that queued while the last sync ran
-// are carried out together (group commit): one store sync and one signing
-// record sync for all of them, then their messages in order — so a slow
-// disk costs fewer syncs, not more waiting. A store failure stops the node
-// (through cancel); the transactions of the groups it could not persist
-// are not acknowledged.
+// commit carries out the groups in order, in three stages, so that a
+// message waits for a sync only for what it promises (replica.Early):
+//
+//   - this goroutine writes each group to the store without syncing it
+//     (Write), sends its early messages at once — certificates, batches,
+//     requests, responses — and hands the rest on;
+//   - sign sends the votes and own headers once what they promise is
+//     durable: the batches a vote vouches for, the whole group of an own
+//     header (its store entry, its batches' pending entries, the previous
+//     own certificate) — it syncs the store only when that is not so yet —
+//     and then the signing record;
+//   - publish syncs the store for the groups that acknowledge transactions
+//     or commit sub-DAGs, then acknowledges and publishes them.
+//
+// Accepted certificates go to the DAG feed once written: they authenticate
+// themselves.
+//
+// Each of the last two keeps the groups in order and merges those that
+// queued while it synced (group commit); a group that needs neither becomes
+// durable with the next sync. A crash loses at most a suffix of the
+// unsynced groups, and what left before their sync promised nothing about
+// them. A store failure stops the node (through cancel); the transactions
+// of the groups it could not persist are not acknowledged.
 func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
+	signing := make(chan signJob, cap(jobs)*8)
+	publishing := make(chan commitJob, cap(jobs)*8)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		n.sign(signing, cancel)
+	}()
+	go func() {
+		defer wg.Done()
+		n.publish(publishing, cancel)
+	}()
+	defer func() {
+		close(signing)
+		close(publishing)
+		wg.Wait()
+	}()
 	var failed error
-	var merged []commitJob
-	var writes []store.Write
+	var proposed uint64 // the signing record's proposed round so far
+	// The groups of batches written and perhaps not synced yet, for the
+	// votes that vouch for them.
+	unsynced := map[narwhal.Digest]uint64{}
+	for job := range jobs {
+		if failed == nil {
+			g, err := n.store.Write(job.writes)
+			if err != nil {
+				failed = fmt.Errorf("fatal: %w", err)
+				cancel(failed)
+			}
+			job.group = g
+		}
+		job.err = failed
+		synced := n.store.Synced()
+		for d, g := range unsynced {
+			if g <= synced {
+				delete(unsynced, d)
+			}
+		}
+		for _, w := range job.writes {
+			if !w.Delete && len(w.Key) == 1+narwhal.DigestSize && w.Key[0] == store.PrefixBatch && job.group > synced {
+				unsynced[narwhal.Digest(w.Key[1:])] = job.group
+			}
+		}
+		sj := signJob{signed: job.signed, err: failed}
+		if job.signed != nil && job.signed.Proposed > proposed {
+			// A new own header: the store holds it before the record says so.
+			proposed = job.signed.Proposed
+			sj.after = job.group
+		}
+		late := job.messages[:0]
+		for _, e := range job.messages {
+			switch {
+			case replica.Early(e.Msg):
+				if failed == nil {
+					n.transport.send(e.To, e.Msg)
+				}
+				continue
+			case len(e.Vouches) > 0 || isVote(e.Msg):
+				for _, d := range e.Vouches {
+					sj.after = max(sj.after, unsynced[d])
+				}
+			default:
+				sj.after = job.group
+			}
+			late = append(late, e)
+		}
+		sj.messages = late
+		job.messages = nil
+		if n.tracer != nil {
+			now := time.Now()
+			rest := job.trace[:0]
+			for _, ev := range job.trace {
+				switch ev.Stage {
+				case replica.StageProposed:
+					sj.trace = append(sj.trace, ev)
+				case replica.StageCommitted:
+					rest = append(rest, ev)
+				default: // sealed, certified: their messages left above
+					if failed == nil {
+						n.tracer.Stage(ev.Stage, ev.Batches, now)
+					}
+				}
+			}
+			job.trace = rest
+		}
+		if failed == nil {
+			// Certificates authenticate themselves: a crash that loses one
+			// from the store takes nothing from what a DAG reader got.
+			n.feed.publish(job.accepted)
+		}
+		job.accepted = nil
+		if len(sj.messages) > 0 || sj.signed != nil {
+			signing <- sj
+		}
+		if len(job.acks) > 0 || job.head > 0 || len(job.trace) > 0 {
+			publishing <- job
+		}
+	}
+}
+
+func isVote(m narwhal.Message) bool {
+	_, ok := m.(*narwhal.VoteMsg)
+	return ok
+}
+
+// signJob is what a group leaves to sign: the messages that carry a
+// signature, and the store write group that must be durable before them.
+type signJob struct {
+	messages []narwhal.Envelope
+	signed   *primary.Signed
+	after    uint64
+	trace    []replica.TraceEvent
+	err      error
+}
+
+// sign is commit's second stage (see commit).
+func (n *Node) sign(jobs <-chan signJob, cancel context.CancelCauseFunc) {
+	var failed error
+	var merged []signJob
 	for job := range jobs {
 		merged = append(merged[:0], job)
 	drain:
-		for { // at most the channel's capacity more
+		for {
 			select {
 			case j, ok := <-jobs:
 				if !ok {
@@ -542,51 +677,94 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 				break drain
 			}
 		}
-		writes = writes[:0]
 		var signed *primary.Signed
+		var after uint64
 		for _, j := range merged {
-			writes = append(writes, j.writes...)
 			if j.signed != nil {
 				signed = j.signed
 			}
+			after = max(after, j.after)
 		}
-		n.metrics.commitGroup.Observe(float64(len(merged)))
-		if failed == nil && len(writes) > 0 {
-			start := time.Now()
-			if err := n.store.Apply(writes); err != nil {
-				failed = fmt.Errorf("fatal: %w", err)
-				cancel(failed)
-			}
-			n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+		if failed == nil && n.store.Synced() < after {
+			failed = n.syncStore(len(merged), cancel)
 		}
-		// The signing record syncs after the store's writes (so an intact
-		// store is never behind it: checkStore) and before any message of the
-		// jobs leaves.
+		// The signing record claims only synced write groups (an intact
+		// store is never behind it: checkStore), and is synced before any
+		// message that carries a new signature leaves.
 		if failed == nil && signed != nil {
-			if err := n.signed.write(*signed, n.store.group.Load()); err != nil {
+			if err := n.signed.write(*signed, n.store.Synced()); err != nil {
 				failed = fmt.Errorf("fatal: %w", err)
 				cancel(failed)
 			}
+		}
+		now := time.Now()
+		for i, j := range merged {
+			if cmp.Or(j.err, failed) == nil {
+				for _, e := range j.messages {
+					n.transport.send(e.To, e.Msg)
+				}
+				for _, ev := range j.trace {
+					n.tracer.Stage(ev.Stage, ev.Batches, now)
+				}
+			}
+			merged[i] = signJob{}
+		}
+	}
+}
+
+// publish is commit's third stage (see commit).
+func (n *Node) publish(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
+	var failed error
+	var merged []commitJob
+	for job := range jobs {
+		merged = append(merged[:0], job)
+	drain:
+		for {
+			select {
+			case j, ok := <-jobs:
+				if !ok {
+					break drain
+				}
+				merged = append(merged, j)
+			default:
+				break drain
+			}
+		}
+		var top uint64
+		for _, j := range merged {
+			top = max(top, j.group)
+		}
+		if failed == nil && n.store.Synced() < top {
+			failed = n.syncStore(len(merged), cancel)
 		}
 		for i := range merged {
-			n.carryOut(&merged[i], failed)
+			n.carryOut(&merged[i], cmp.Or(merged[i].err, failed))
 			merged[i] = commitJob{}
 		}
 	}
 }
 
-// carryOut sends a persisted job's messages, then acknowledges and
-// publishes; a job that could not be persisted only fails its
-// acknowledgements.
+// syncStore syncs the store; a failure is fatal.
+func (n *Node) syncStore(groups int, cancel context.CancelCauseFunc) error {
+	n.metrics.commitGroup.Observe(float64(groups))
+	start := time.Now()
+	if _, err := n.store.Sync(); err != nil {
+		err = fmt.Errorf("fatal: %w", err)
+		cancel(err)
+		return err
+	}
+	n.metrics.syncSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// carryOut acknowledges and publishes a durable job; a job that could not
+// be made durable only fails its acknowledgements.
 func (n *Node) carryOut(job *commitJob, failed error) {
 	if failed != nil {
 		for _, done := range job.acks {
 			done <- ErrStopped
 		}
 		return
-	}
-	for _, e := range job.messages {
-		n.transport.send(e.To, e.Msg)
 	}
 	for _, done := range job.acks {
 		done <- nil
@@ -598,7 +776,6 @@ func (n *Node) carryOut(job *commitJob, failed error) {
 			n.tracer.Stage(ev.Stage, ev.Batches, now)
 		}
 	}
-	n.feed.publish(job.accepted)
 	if job.head > 0 {
 		n.headMu.Lock()
 		n.head = job.head

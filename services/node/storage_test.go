@@ -292,7 +292,8 @@ func TestDiskFullStopsTheNodeCleanlyAndLosesNothing(t *testing.T) {
 	}
 
 	full.armed.Store(false)
-	cl.StartNode(victim) // the OS's filesystem, no injector
+	cl.RestartFromCopy(victim) // as a new process would find the disk
+	cl.StartNode(victim)       // the OS's filesystem, no injector
 	if _, err := cl.ReadExport(ctx, victim, 0, until(t, before)); err != nil {
 		t.Fatalf("acknowledged before the disk filled, then lost: %v", err)
 	}

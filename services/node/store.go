@@ -74,7 +74,8 @@ type pebbleStore struct {
 	closed  bool
 	fatal   *pebblefatal.Signal
 	existed bool          // opened on an existing store (not created)
-	group   atomic.Uint64 // synced write groups so far (store.GroupKey), one per Apply
+	group   atomic.Uint64 // write groups committed so far (store.GroupKey), one per Write
+	synced  atomic.Uint64 // write groups a completed sync covers (at most group)
 	checked storeCheck    // what the start-up check covered (zero for a new store)
 }
 
@@ -87,7 +88,7 @@ func pebbleOptions(fs vfs.FS, fatal *pebblefatal.Signal, readOnly bool) *pebble.
 	// larger memtable and a higher L0 stop threshold keep compactions from
 	// stalling the event loop's synced writes under load.
 	return &pebble.Options{
-		FS:                          fs,
+		FS:                          fatal.FS(fs),
 		Logger:                      fatal.Logger(),
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
@@ -130,6 +131,7 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 		// write groups on from the record's, and says so at once (synced):
 		// a crash before its first write must not leave it behind the record.
 		ps.group.Store(o.signed.group)
+		ps.synced.Store(o.signed.group)
 		if o.signed.group > 0 {
 			if err := ps.fatal.Commit(groupBatch(db, o.signed.group), pebble.Sync); err != nil {
 				ps.close()
@@ -164,6 +166,7 @@ func openStore(dir string, o storeOptions) (*pebbleStore, error) {
 	sc.walTail = walTail
 	ps := &pebbleStore{db: db, dir: dir, fatal: fatal, existed: true, checked: sc}
 	ps.group.Store(sc.group)
+	ps.synced.Store(sc.group)
 	return ps, nil
 }
 
@@ -573,22 +576,36 @@ func (s *pebbleStore) Scan(start, end []byte, fn func(k, v []byte) bool) {
 	}
 }
 
-// Apply writes ws as one atomic batch and syncs it to disk. A failed
-// commit is fatal inside pebble (Fatalf): Apply returns the fatal error,
-// and the node stops without acknowledging anything of this batch.
+// Apply writes ws as one atomic batch and syncs it to disk (Write, then
+// Sync).
 func (s *pebbleStore) Apply(ws []store.Write) error {
+	if _, err := s.Write(ws); err != nil {
+		return err
+	}
+	_, err := s.Sync()
+	return err
+}
+
+// Write applies ws as one atomic batch, the next write group, without
+// syncing it: readers see it at once, and a crash may lose it (pebble keeps
+// unsynced WAL records in its own buffer, so even a kill -9 may) together
+// with every later group, never an earlier one without it (one WAL, in
+// order). It returns the group's number. A failed commit is fatal inside
+// pebble (Fatalf): Write returns the fatal error, and the node stops.
+func (s *pebbleStore) Write(ws []store.Write) (uint64, error) {
 	if len(ws) == 0 {
-		return nil
+		return s.group.Load(), nil
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return fmt.Errorf("store in %s: closed", s.dir)
+		return 0, fmt.Errorf("store in %s: closed", s.dir)
 	}
 	if _, err := s.Fatal(); err != nil { // after a fatal error, nothing more is written
-		return err
+		return 0, err
 	}
-	b := groupBatch(s.db, s.group.Add(1))
+	g := s.group.Load() + 1 // one writer: the node's committer
+	b := groupBatch(s.db, g)
 	for _, w := range ws {
 		var err error
 		if w.Delete {
@@ -598,14 +615,53 @@ func (s *pebbleStore) Apply(ws []store.Write) error {
 		}
 		if err != nil {
 			b.Close()
-			return fmt.Errorf("store batch: %w", err)
+			return 0, fmt.Errorf("store batch: %w", err)
 		}
 	}
 	// A failed commit is fatal inside pebble, which parks the committing
-	// goroutine; Apply still returns (pebblefatal.Commit), and releases the
+	// goroutine; Write still returns (pebblefatal.Commit), and releases the
 	// store's lock, so that the node stops and closes the store cleanly.
-	return s.fatal.Commit(b, pebble.Sync)
+	if err := s.fatal.Commit(b, pebble.NoSync); err != nil {
+		return 0, err
+	}
+	s.group.Store(g) // in the WAL now: a Sync from here on covers it
+	return g, nil
 }
+
+// Sync makes every group written so far durable and returns how many
+// groups that is. Safe to call from several goroutines.
+func (s *pebbleStore) Sync() (uint64, error) {
+	g := s.group.Load()
+	if g <= s.synced.Load() {
+		return g, nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, fmt.Errorf("store in %s: closed", s.dir)
+	}
+	if _, err := s.Fatal(); err != nil {
+		return 0, err
+	}
+	// A synced WAL record without data syncs the WAL up to it: every group
+	// written before.
+	b := s.db.NewBatch()
+	if err := b.LogData(nil, nil); err != nil {
+		b.Close()
+		return 0, fmt.Errorf("store sync: %w", err)
+	}
+	if err := s.fatal.CommitSync(s.db, b); err != nil {
+		return 0, err
+	}
+	for { // two goroutines may sync at once: keep the larger
+		if old := s.synced.Load(); old >= g || s.synced.CompareAndSwap(old, g) {
+			return g, nil
+		}
+	}
+}
+
+// Synced returns how many write groups a completed sync covers.
+func (s *pebbleStore) Synced() uint64 { return s.synced.Load() }
 
 // groupBatch returns a batch that starts by recording write group n.
 func groupBatch(db *pebble.DB, n uint64) *pebble.Batch {

@@ -113,6 +113,21 @@ func (cl *Cluster) TryStartNode(i int, opts ...node.Option) error {
 // DataDir returns node i's data directory.
 func (cl *Cluster) DataDir(i int) string { return cl.cfgs[i].Path(cl.cfgs[i].DataDir) }
 
+// RestartFromCopy makes stopped node i start, next time, on a copy of its
+// data directory: what a new process finds on disk. After a fatal store
+// error pebble may keep the store open, and its lock, until the process
+// exits (pebblefatal.Close), so this process cannot open the directory
+// itself again.
+func (cl *Cluster) RestartFromCopy(i int) {
+	cl.tb.Helper()
+	src := cl.DataDir(i)
+	dst := strings.TrimSuffix(src, string(os.PathSeparator)) + ".restarted"
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		cl.tb.Fatalf("copy %s: %v", src, err)
+	}
+	cl.cfgs[i].DataDir = dst
+}
+
 // WaitStopped waits until node i stops on its own (a fatal error) and
 // returns what its Run returned; the test fails if it runs on past timeout.
 func (cl *Cluster) WaitStopped(i int, timeout time.Duration) error {
