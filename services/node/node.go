@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -480,8 +481,18 @@ func (n *Node) loop(ctx context.Context) error {
 			}
 		}
 		n.preVerify(group)
+		runtime.Gosched()
 		for _, ev := range group {
 			handle(ev)
+			if _, peer := ev.(inbound); peer {
+				// Let the committer and the links run between a group's
+				// peer messages: on few cores the loop otherwise holds its
+				// thread for the whole group, and a vote or certificate of
+				// the last group waits behind it (Latency bench at 100
+				// tx/s, three runs each side by side: p50 119/136/129 →
+				// 99/113/117 ms; the throughput at saturation did not drop).
+				runtime.Gosched()
+			}
 		}
 		out.Append(n.replica.Flush()) // nothing else is ready: seal now if no batch is in flight
 		n.metrics.loopBatch.Observe(float64(len(group)))
