@@ -118,7 +118,9 @@ type Tracer interface {
 	// Received: a client transaction reached the event loop.
 	Received(tx []byte, at time.Time)
 	// Stage: own batches reached a stage; at is when the node carried it
-	// out (after the synced write, with the messages sent).
+	// out: sealed and certified once written, with the batch or
+	// certificate sent; proposed with the header sent (after the signing
+	// record's sync); committed once synced and published.
 	Stage(stage replica.Stage, batches []narwhal.Digest, at time.Time)
 }
 
