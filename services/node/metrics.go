@@ -60,7 +60,7 @@ func newMetrics() *metrics {
 		transactions:       c("transactions_total", "Transactions submitted."),
 		acked:              c("transactions_acked_total", "Transactions acknowledged (their batch committed)."),
 		dropped:            reg.CounterVec("dropped_messages_total", "Outgoing messages dropped because a peer's queue was full.", "peer"),
-		syncSeconds:        reg.Histogram("store_sync_seconds", "Latency of one synced store batch.", prometheus.ExponentialBuckets(0.0001, 2, 16)),
+		syncSeconds:        reg.Histogram("store_sync_seconds", "Latency of one store sync (it makes every write group so far durable).", prometheus.ExponentialBuckets(0.0001, 2, 16)),
 		loopBatch:          reg.Histogram("loop_events_per_sync", "Events handled as one group by the event loop.", prometheus.ExponentialBuckets(1, 2, 10)),
 		commitGroup:        reg.Histogram("groups_per_sync", "Groups of events made durable by one sync (group commit).", prometheus.ExponentialBuckets(1, 2, 8)),
 	}

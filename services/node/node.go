@@ -677,19 +677,7 @@ func (n *Node) sign(jobs <-chan signJob, cancel context.CancelCauseFunc) {
 	var failed error
 	var merged []signJob
 	for job := range jobs {
-		merged = append(merged[:0], job)
-	drain:
-		for {
-			select {
-			case j, ok := <-jobs:
-				if !ok {
-					break drain
-				}
-				merged = append(merged, j)
-			default:
-				break drain
-			}
-		}
+		merged = withQueued(merged, job, jobs)
 		var signed *primary.Signed
 		var after uint64
 		for _, j := range merged {
@@ -730,19 +718,7 @@ func (n *Node) publish(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 	var failed error
 	var merged []commitJob
 	for job := range jobs {
-		merged = append(merged[:0], job)
-	drain:
-		for {
-			select {
-			case j, ok := <-jobs:
-				if !ok {
-					break drain
-				}
-				merged = append(merged, j)
-			default:
-				break drain
-			}
-		}
+		merged = withQueued(merged, job, jobs)
 		var top uint64
 		for _, j := range merged {
 			top = max(top, j.group)
@@ -753,6 +729,22 @@ func (n *Node) publish(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 		for i := range merged {
 			n.carryOut(&merged[i], cmp.Or(merged[i].err, failed))
 			merged[i] = commitJob{}
+		}
+	}
+}
+
+// withQueued returns first and the jobs queued behind it in ch, in buf.
+func withQueued[T any](buf []T, first T, ch <-chan T) []T {
+	buf = append(buf[:0], first)
+	for {
+		select {
+		case j, ok := <-ch:
+			if !ok {
+				return buf
+			}
+			buf = append(buf, j)
+		default:
+			return buf
 		}
 	}
 }
