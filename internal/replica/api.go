@@ -13,10 +13,12 @@
 //     writes of every earlier Output;
 //  2. then it may send the messages that promise nothing about this
 //     node's store (Early: certificates, batches, requests, responses);
-//  3. only once the writes are durable (synced, with every earlier
-//     Output's) and, if SignedChanged, the signing record is too: send
-//     the other messages (votes and own headers), acknowledge Output.Acked
-//     tickets and publish Output.Committed sub-DAGs.
+//  3. the rest waits for syncs, and for the signing record if
+//     SignedChanged: a vote until the writes of the batches it vouches for
+//     (Envelope.Vouches) are durable; an own header, acknowledgements of
+//     Output.Acked tickets and the publication of Output.Committed
+//     sub-DAGs until this Output's writes are (synced, with every earlier
+//     Output's).
 //
 // A crash may lose any suffix of the Outputs whose writes were not synced
 // yet, never one without the Outputs after it. Breaking the order can make
