@@ -180,8 +180,8 @@ func (n *simNode) undoLast(k int) (lost narwhal.Digest, ok bool) {
 		n.undo = n.undo[:len(n.undo)-1]
 		var ws []store.Write
 		for j := len(u) - 1; j >= 0; j-- {
-			if key := u[j].key; !u[j].existed && len(key) == 1+narwhal.DigestSize && key[0] == store.PrefixBatch && n.vouched[narwhal.Digest(key[1:])] {
-				lost, ok = narwhal.Digest(key[1:]), true
+			if d, batch := store.BatchOf(u[j].key); batch && !u[j].existed && n.vouched[d] {
+				lost, ok = d, true
 			}
 			if u[j].existed {
 				ws = append(ws, store.Put(u[j].key, u[j].old))

@@ -63,6 +63,14 @@ func GroupKey() []byte { return []byte{PrefixGroup} }
 // BatchKey names a stored batch.
 func BatchKey(digest [32]byte) []byte { return append([]byte{PrefixBatch}, digest[:]...) }
 
+// BatchOf returns the digest a BatchKey names, if key is one.
+func BatchOf(key []byte) (digest [32]byte, ok bool) {
+	if len(key) != 1+len(digest) || key[0] != PrefixBatch {
+		return digest, false
+	}
+	return [32]byte(key[1:]), true
+}
+
 // PendingKey names the seq-th pending digest.
 func PendingKey(seq uint64) []byte { return binary.BigEndian.AppendUint64([]byte{PrefixPending}, seq) }
 

@@ -53,3 +53,15 @@ func TestPrefixEnd(t *testing.T) {
 		t.Fatal("PrefixEnd(ff) must be unbounded")
 	}
 }
+
+func TestBatchOf(t *testing.T) {
+	d := [32]byte{1, 2, 3}
+	if got, ok := BatchOf(BatchKey(d)); !ok || got != d {
+		t.Fatalf("BatchOf(BatchKey(d)) = %x, %v", got, ok)
+	}
+	for _, k := range [][]byte{nil, {PrefixBatch}, CertDigestKey(d), append(BatchKey(d), 0), PendingKey(7)} {
+		if _, ok := BatchOf(k); ok {
+			t.Errorf("BatchOf(%x) names a batch", k)
+		}
+	}
+}

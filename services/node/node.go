@@ -596,8 +596,8 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 			}
 		}
 		for _, w := range job.writes {
-			if !w.Delete && len(w.Key) == 1+narwhal.DigestSize && w.Key[0] == store.PrefixBatch && job.group > synced {
-				unsynced[narwhal.Digest(w.Key[1:])] = job.group
+			if d, ok := store.BatchOf(w.Key); ok && !w.Delete && job.group > synced {
+				unsynced[d] = job.group
 			}
 		}
 		sj := signJob{signed: job.signed, err: failed}
