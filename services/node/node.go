@@ -579,6 +579,7 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 	// The groups of batches written and perhaps not synced yet, for the
 	// votes that vouch for them.
 	unsynced := map[narwhal.Digest]uint64{}
+	var pruned uint64 // the synced count unsynced was last pruned at
 	for job := range jobs {
 		if failed == nil {
 			g, err := n.store.Write(job.writes)
@@ -590,9 +591,12 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 		}
 		job.err = failed
 		synced := n.store.Synced()
-		for d, g := range unsynced {
-			if g <= synced {
-				delete(unsynced, d)
+		if synced > pruned {
+			pruned = synced
+			for d, g := range unsynced {
+				if g <= synced {
+					delete(unsynced, d)
+				}
 			}
 		}
 		for _, w := range job.writes {
@@ -614,7 +618,7 @@ func (n *Node) commit(jobs <-chan commitJob, cancel context.CancelCauseFunc) {
 					n.transport.send(e.To, e.Msg)
 				}
 				continue
-			case len(e.Vouches) > 0 || isVote(e.Msg):
+			case isVote(e.Msg):
 				for _, d := range e.Vouches {
 					sj.after = max(sj.after, unsynced[d])
 				}
@@ -753,7 +757,7 @@ func withQueued[T any](buf []T, first T, ch <-chan T) []T {
 func (n *Node) syncStore(groups int, cancel context.CancelCauseFunc) error {
 	n.metrics.commitGroup.Observe(float64(groups))
 	start := time.Now()
-	if _, err := n.store.Sync(); err != nil {
+	if err := n.store.Sync(); err != nil {
 		err = fmt.Errorf("fatal: %w", err)
 		cancel(err)
 		return err

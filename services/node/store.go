@@ -582,8 +582,7 @@ func (s *pebbleStore) Apply(ws []store.Write) error {
 	if _, err := s.Write(ws); err != nil {
 		return err
 	}
-	_, err := s.Sync()
-	return err
+	return s.Sync()
 }
 
 // Write applies ws as one atomic batch, the next write group, without
@@ -628,34 +627,34 @@ func (s *pebbleStore) Write(ws []store.Write) (uint64, error) {
 	return g, nil
 }
 
-// Sync makes every group written so far durable and returns how many
-// groups that is. Safe to call from several goroutines.
-func (s *pebbleStore) Sync() (uint64, error) {
+// Sync makes every group written so far durable (Synced then counts
+// them). Safe to call from several goroutines.
+func (s *pebbleStore) Sync() error {
 	g := s.group.Load()
 	if g <= s.synced.Load() {
-		return g, nil
+		return nil
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return 0, fmt.Errorf("store in %s: closed", s.dir)
+		return fmt.Errorf("store in %s: closed", s.dir)
 	}
 	if _, err := s.Fatal(); err != nil {
-		return 0, err
+		return err
 	}
 	// A synced WAL record without data syncs the WAL up to it: every group
 	// written before.
 	b := s.db.NewBatch()
 	if err := b.LogData(nil, nil); err != nil {
 		b.Close()
-		return 0, fmt.Errorf("store sync: %w", err)
+		return fmt.Errorf("store sync: %w", err)
 	}
 	if err := s.fatal.CommitSync(s.db, b); err != nil {
-		return 0, err
+		return err
 	}
 	for { // two goroutines may sync at once: keep the larger
 		if old := s.synced.Load(); old >= g || s.synced.CompareAndSwap(old, g) {
-			return g, nil
+			return nil
 		}
 	}
 }
