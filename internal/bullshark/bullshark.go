@@ -7,19 +7,32 @@
 // re-runs it on the certificates it reads from the inbox; it compiles for
 // GOOS=wasip1. It never verifies signatures: callers do that first.
 //
-// The algorithm follows the Sui Narwhal implementation (see
-// reference/narwhal-bullshark.md §4) with DSN's round-robin leader schedule
-// (narwhal.Committee.Leader) and no reputation-based leader swaps:
+// The algorithm is Bullshark's partially synchronous commit rule as the Sui
+// Narwhal implementation has it (see reference/narwhal-bullshark.md §4),
+// pipelined as Shoal does it (Spiegelman et al., 2023), with DSN's
+// round-robin anchor candidates (narwhal.Committee.Leader, one per round) and
+// no reputation-based swaps. Bullshark alone has an anchor ("leader") every
+// second round; Shoal runs one Bullshark instance after another, each starting
+// in the round after the anchor the previous one ordered, so that in the good
+// case every round has an anchor and a certificate is ordered one round
+// earlier:
 //
-//   - a certificate of odd round R+1 may commit the leader of even round R
-//     once certificates of round R+1 holding f+1 stake reference it (direct
-//     commit);
-//   - earlier uncommitted leaders linked to it (a path through parents from
-//     the most recently linked leader) are committed first, oldest first;
-//   - each leader's sub-DAG is its causal history above the GC horizon minus
-//     what the per-authority committed-round watermark excludes, linearized by
-//     a depth-first walk (parents in ascending digest order) and a stable sort
-//     by round, so the leader is last.
+//   - an instance starting at round s has anchors at rounds s, s+2, s+4, …;
+//     s is one above the last ordered anchor's round (1 at the start);
+//   - an anchor of round R is directly committed once certificates of round
+//     R+1 holding f+1 stake reference it;
+//   - the instance then orders one anchor: the oldest of the chain that
+//     Bullshark would commit with the directly committed one (going down by
+//     two rounds to s, each anchor linked by a path of parents from the most
+//     recently linked one). Every honest node finds the same one: an anchor
+//     with f+1 support is linked from every certificate two or more rounds
+//     above it, so every node's chain passes through it. The next instance
+//     starts in the round after it, and may find its own anchor directly
+//     committed at once;
+//   - each ordered anchor's sub-DAG is its causal history above the GC
+//     horizon minus what the per-authority committed-round watermark
+//     excludes, linearized by a depth-first walk (parents in ascending digest
+//     order) and a stable sort by round, so the anchor is last.
 package bullshark
 
 import (
@@ -43,13 +56,13 @@ var (
 type CommittedSubDAG struct {
 	// Index numbers sub-DAGs gaplessly from 1.
 	Index uint64
-	// Leader is the committed leader; also the last element of Certificates.
+	// Leader is the ordered anchor; also the last element of Certificates.
 	Leader *narwhal.Certificate
 	// Certificates is the linearized sub-DAG: rounds ascending, leader last.
 	Certificates []*narwhal.Certificate
-	// Support holds, for the directly committed leader of a commit event,
-	// the round+1 certificates that referenced it when it was committed
-	// (f+1 stake or more), sorted by author. Empty for leaders committed
+	// Support holds, for an anchor ordered because it was directly
+	// committed, the round+1 certificates that referenced it when it was
+	// (f+1 stake or more), sorted by author. Empty for anchors ordered
 	// through a later one. Nodes may hold different supports for the same
 	// sub-DAG, as they may hold different signer sets.
 	Support []*narwhal.Certificate
@@ -73,7 +86,8 @@ type Bullshark struct {
 	digests map[*narwhal.Certificate]narwhal.Digest
 
 	lastCommitted  []uint64 // per authority: highest committed round
-	committedRound uint64   // round of the last committed leader
+	committedRound uint64   // round of the last ordered anchor: the instance starts above it
+	top            uint64   // highest round held
 	lastIndex      uint64
 	lastTimestamp  uint64
 }
@@ -160,6 +174,7 @@ func (b *Bullshark) insert(c *narwhal.Certificate, d narwhal.Digest) {
 		b.dag[r] = make(map[narwhal.AuthorityID]*narwhal.Certificate)
 	}
 	b.dag[r][c.Author()] = c
+	b.top = max(b.top, r)
 	b.byDigest[d] = c
 	b.digests[c] = d
 }
@@ -214,32 +229,45 @@ func (b *Bullshark) ProcessCertificate(c *narwhal.Certificate) ([]*CommittedSubD
 		return nil, err
 	}
 	b.insert(c, d)
-	if c.Round() <= b.lastCommitted[c.Author()] {
+	if c.Round() < 2 || !b.anchorRound(c.Round()-1) {
+		return nil, nil // only a certificate of the round above an anchor can support it
+	}
+	s := b.commitAnchor(c.Round() - 1)
+	if s == nil {
 		return nil, nil
 	}
-	if c.Round() < 3 || c.Round()%2 == 0 {
-		return nil, nil // only odd rounds ≥ 3 vote for a leader (of round−1 ≥ 2)
+	out := []*CommittedSubDAG{s}
+	// Each ordered anchor starts a new instance above it, whose anchors may
+	// hold their support already: the lowest that does orders the next.
+	for a := b.committedRound + 1; a < b.top; a += 2 {
+		if s := b.commitAnchor(a); s != nil {
+			out = append(out, s)
+			a = b.committedRound - 1 // the loop adds 2: the new instance's first round
+		}
 	}
-	leaderRound := c.Round() - 1
-	if leaderRound <= b.committedRound {
-		return nil, nil
-	}
-	return b.commitLeader(leaderRound), nil
+	return out, nil
 }
 
-// commitLeader commits the leader of round r if its support suffices, with
-// every earlier linked leader first.
-func (b *Bullshark) commitLeader(r uint64) []*CommittedSubDAG {
-	leader := b.dag[r][b.committee.Leader(r)]
-	if leader == nil {
+// anchorRound reports whether round r holds an anchor of the current
+// instance: it starts right above the last ordered anchor.
+func (b *Bullshark) anchorRound(r uint64) bool {
+	return r > b.committedRound && (r-b.committedRound-1)%2 == 0
+}
+
+// commitAnchor orders the current instance's anchor if the anchor of round r
+// (one of the instance's) is directly committed: the oldest anchor of the
+// instance linked to it, which may be itself.
+func (b *Bullshark) commitAnchor(r uint64) *CommittedSubDAG {
+	anchor := b.dag[r][b.committee.Leader(r)]
+	if anchor == nil {
 		return nil
 	}
-	ld := b.digests[leader]
+	ad := b.digests[anchor]
 	var support []*narwhal.Certificate
 	var stake uint64
 	for a := 0; a < b.committee.Size(); a++ {
 		x := b.dag[r+1][narwhal.AuthorityID(a)]
-		if x != nil && containsDigest(x.Header.Parents, ld) {
+		if x != nil && containsDigest(x.Header.Parents, ad) {
 			support = append(support, x)
 			stake += b.committee.Stake(x.Author())
 		}
@@ -247,58 +275,54 @@ func (b *Bullshark) commitLeader(r uint64) []*CommittedSubDAG {
 	if stake < b.committee.ValidityThreshold() {
 		return nil
 	}
-	var out []*CommittedSubDAG
-	chain := b.orderLeaders(leader)
-	for i, l := range chain {
-		seq := b.orderDAG(l)
-		for _, x := range seq {
-			if x.Round() > b.lastCommitted[x.Author()] {
-				b.lastCommitted[x.Author()] = x.Round()
-			}
-			if x.Round() > b.committedRound {
-				b.committedRound = x.Round()
-			}
+	first := b.firstAnchor(anchor)
+	s := b.order(first)
+	if first == anchor {
+		s.Support = support
+		for _, x := range support {
+			s.supportDigests = append(s.supportDigests, b.digests[x])
 		}
-		b.gc()
-		b.lastIndex++
-		if l.Header.CreatedAt > b.lastTimestamp {
-			b.lastTimestamp = l.Header.CreatedAt
-		}
-		s := &CommittedSubDAG{Index: b.lastIndex, Leader: l, Certificates: seq, CommitTimestamp: b.lastTimestamp,
-			digests: make([]narwhal.Digest, len(seq))}
-		for j, x := range seq {
-			s.digests[j] = b.digests[x]
-		}
-		if i == len(chain)-1 {
-			s.Support = support
-			for _, x := range support {
-				s.supportDigests = append(s.supportDigests, b.digests[x])
-			}
-		}
-		out = append(out, s)
 	}
-	return out
+	return s
 }
 
-// orderLeaders returns the leaders to commit with l, oldest first: going down
-// by two rounds to just above the last committed leader, each leader linked
-// from the most recently linked one.
-func (b *Bullshark) orderLeaders(l *narwhal.Certificate) []*narwhal.Certificate {
-	chain := []*narwhal.Certificate{l}
-	cur := l
-	for r := l.Round(); r >= b.committedRound+4 && r >= 4; {
+// firstAnchor returns the anchor the current instance orders when l, one of
+// its anchors, is directly committed: going down by two rounds to the
+// instance's first, each anchor linked from the most recently linked one,
+// the last found (or l).
+func (b *Bullshark) firstAnchor(l *narwhal.Certificate) *narwhal.Certificate {
+	first := l
+	for r := l.Round(); r >= b.committedRound+3; {
 		r -= 2
-		p := b.dag[r][b.committee.Leader(r)]
-		if p == nil {
-			continue
-		}
-		if b.linked(cur, p) {
-			chain = append(chain, p)
-			cur = p
+		if p := b.dag[r][b.committee.Leader(r)]; p != nil && b.linked(first, p) {
+			first = p
 		}
 	}
-	slices.Reverse(chain)
-	return chain
+	return first
+}
+
+// order commits an anchor's sub-DAG.
+func (b *Bullshark) order(l *narwhal.Certificate) *CommittedSubDAG {
+	seq := b.orderDAG(l)
+	for _, x := range seq {
+		if x.Round() > b.lastCommitted[x.Author()] {
+			b.lastCommitted[x.Author()] = x.Round()
+		}
+		if x.Round() > b.committedRound {
+			b.committedRound = x.Round()
+		}
+	}
+	b.gc()
+	b.lastIndex++
+	if l.Header.CreatedAt > b.lastTimestamp {
+		b.lastTimestamp = l.Header.CreatedAt
+	}
+	s := &CommittedSubDAG{Index: b.lastIndex, Leader: l, Certificates: seq, CommitTimestamp: b.lastTimestamp,
+		digests: make([]narwhal.Digest, len(seq))}
+	for j, x := range seq {
+		s.digests[j] = b.digests[x]
+	}
+	return s
 }
 
 // linked reports whether there is a path of parent links from a down to b.

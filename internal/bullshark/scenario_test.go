@@ -59,60 +59,61 @@ func scenario(t *testing.T, gcDepth uint64, script string) string {
 }
 
 func TestScenarios(t *testing.T) {
-	// Leaders: round 2 → authority 1, round 4 → 2, round 6 → 3, round 8 → 0.
+	// Anchor candidates: round r → authority r mod 4 (1, 2, 3, 0, 1, 2, …).
+	// The first instance's anchors are of rounds 1, 3, 5, …; each ordered
+	// anchor of round R starts an instance with anchors R+1, R+3, ….
 	cases := []struct {
 		name    string
 		gcDepth uint64
 		script  string
 		want    string
 	}{{
-		name:    "direct commit",
+		name:    "direct commit, then the next instance's anchor at once",
 		gcDepth: 50,
 		script: `
 0:* 1:* 2:* 3:*
 0:* 1:* 2:* 3:*
 0:* 1:* 2:*`,
-		want: "#1 L=1/2 support=2 [0/1 3/1 2/1 1/1 1/2]",
+		want: "#1 L=1/1 support=2 [1/1]\n" +
+			"#2 L=2/2 support=2 [0/1 3/1 2/1 2/2]",
 	}, {
-		name:    "indirect commit of an earlier leader",
+		name:    "indirect commit of an earlier anchor, then the instances above it",
 		gcDepth: 50,
 		script: `
 0:* 1:* 2:* 3:*
-0:* 1:* 2:* 3:*
-0:1 1:023 2:023 3:023
+0:023 1:* 2:023 3:023
 0:* 1:* 2:* 3:*
 0:* 1:* 2:*`,
-		want: "#1 L=1/2 support=0 [0/1 3/1 2/1 1/1 1/2]\n#2 L=2/4 support=2 [2/2 0/2 3/2 1/3 2/3 0/3 3/3 2/4]",
+		want: "#1 L=1/1 support=0 [1/1]\n" +
+			"#2 L=2/2 support=4 [0/1 3/1 2/1 2/2]\n" +
+			"#3 L=3/3 support=2 [3/2 1/2 0/2 3/3]",
 	}, {
-		name:    "skipped leader: absent",
+		name:    "skipped anchor: absent; round 2's candidate is no anchor of that instance",
 		gcDepth: 50,
 		script: `
-0:* 1:* 2:* 3:*
 0:* 2:* 3:*
 0:* 1:* 2:* 3:*
 0:* 1:* 2:* 3:*
 0:* 1:* 2:*`,
-		want: "#1 L=2/4 support=2 [0/1 3/1 2/1 1/1 2/2 0/2 3/2 1/3 2/3 0/3 3/3 2/4]",
+		want: "#1 L=3/3 support=2 [0/1 3/1 2/1 3/2 0/2 2/2 1/2 3/3]",
 	}, {
-		name:    "skipped leader: unsupported and unlinked",
+		name:    "skipped anchor: unsupported and unlinked",
 		gcDepth: 50,
 		script: `
 0:* 1:* 2:* 3:*
-0:* 1:* 2:* 3:*
 0:023 1:023 2:023 3:1
-0:012 1:012 2:012 3:*
+0:012 1:012 2:012 3:012
 0:* 1:* 2:*`,
-		want: "#1 L=2/4 support=2 [0/1 3/1 2/1 1/1 2/2 0/2 3/2 1/3 2/3 0/3 2/4]",
+		want: "#1 L=3/3 support=2 [0/1 3/1 2/1 0/2 2/2 1/2 3/3]",
 	}, {
 		name:    "GC horizon cuts the sub-DAG",
 		gcDepth: 2,
 		script: `
-0:* 1:* 2:* 3:*
 0:* 2:* 3:*
 0:* 1:* 2:* 3:*
 0:* 1:* 2:* 3:*
 0:* 1:* 2:*`,
-		want: "#1 L=2/4 support=2 [1/3 2/3 0/3 3/3 2/4]",
+		want: "#1 L=3/3 support=2 [3/2 0/2 2/2 1/2 3/3]",
 	}, {
 		name:    "successive direct commits exclude what is committed",
 		gcDepth: 50,
@@ -122,11 +123,12 @@ func TestScenarios(t *testing.T) {
 0:* 1:* 2:* 3:*
 0:* 1:* 2:* 3:*
 0:* 1:* 2:* 3:*
-0:* 1:* 2:* 3:*
 0:* 1:* 2:*`,
-		want: "#1 L=1/2 support=2 [0/1 3/1 2/1 1/1 1/2]\n" +
-			"#2 L=2/4 support=2 [2/2 0/2 3/2 1/3 0/3 2/3 3/3 2/4]\n" +
-			"#3 L=3/6 support=2 [1/4 3/4 0/4 2/5 0/5 1/5 3/5 3/6]",
+		want: "#1 L=1/1 support=2 [1/1]\n" +
+			"#2 L=2/2 support=2 [0/1 3/1 2/1 2/2]\n" +
+			"#3 L=3/3 support=2 [1/2 0/2 3/2 3/3]\n" +
+			"#4 L=0/4 support=2 [1/3 0/3 2/3 0/4]\n" +
+			"#5 L=1/5 support=2 [1/4 2/4 3/4 1/5]",
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

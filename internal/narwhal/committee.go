@@ -56,15 +56,13 @@ func (c *Committee) QuorumThreshold() uint64 { return 2*c.TotalStake()/3 + 1 }
 // honest authority.
 func (c *Committee) ValidityThreshold() uint64 { return (c.TotalStake() + 2) / 3 }
 
-// Leader returns the leader of an even round: round-robin over authority ids
-// by round/2. Odd rounds have no leader; Leader panics on one because asking
-// is a bug. This one function serves proposer timing, Bullshark and the
-// kernel.
+// Leader returns the anchor candidate of a round: round-robin over
+// authority ids by round. Every round has one (Bullshark with Shoal's
+// pipelining, internal/bullshark); which rounds' candidates are anchors
+// depends on the commits before them. This one function serves proposer
+// timing, Bullshark, receipts and the kernel.
 func (c *Committee) Leader(round uint64) AuthorityID {
-	if round%2 != 0 {
-		panic(fmt.Sprintf("narwhal: leader of odd round %d", round))
-	}
-	return AuthorityID((round / 2) % uint64(len(c.Authorities)))
+	return AuthorityID(round % uint64(len(c.Authorities)))
 }
 
 // NextPeer returns the authority after a in id order, wrapping around and

@@ -25,18 +25,21 @@ func (p *Primary) quorumRound(from uint64) (uint64, bool) {
 	return 0, false
 }
 
-// leaderReady implements Bullshark's wait: on an even parent round, wait for
-// the leader's certificate; on an odd one, wait until f+1 stake of parents
-// supports the previous leader, or a quorum does not (it will not commit).
+// leaderReady implements Bullshark's waits, at every round since every
+// round has an anchor candidate (Shoal's pipelining, internal/bullshark):
+// wait for the parent round's candidate, which the new header then
+// references (votes for); and wait until f+1 stake of parents supports the
+// previous round's candidate, or a quorum does not (it will not be directly
+// committed).
 func (p *Primary) leaderReady(pr uint64) bool {
-	if pr < 2 {
+	if pr < 1 {
 		return true
 	}
-	if pr%2 == 0 {
-		return p.dag[pr][p.committee.Leader(pr)] != nil
+	if p.dag[pr][p.committee.Leader(pr)] == nil {
+		return false
 	}
 	leader := p.dag[pr-1][p.committee.Leader(pr-1)]
-	if leader == nil {
+	if pr < 2 || leader == nil {
 		return true
 	}
 	ld := leader.Digest()

@@ -27,7 +27,7 @@ func TestSyntheticReceipt(t *testing.T) {
 	if !bytes.Equal(res.Transaction, f.TX) || res.Rounds != 3 || len(r.Path) != 2 || !res.Committed() || res.SupportStake != 2000 {
 		t.Fatalf("result %+v, path %d", res, len(r.Path))
 	}
-	// A round-2 certificate not by round 2's leader.
+	// A round-2 certificate not by round 2's anchor candidate.
 	h := narwhal.Header{Author: (f.Committee.Leader(2) + 1) % 4, Round: 2, Epoch: f.Committee.Epoch, Parents: []narwhal.Digest{{1}}}
 	receipttest.Check(t, f.Receipt, f.Committee, receipttest.Mutations(f.Committee, f.Sign(h, 3)))
 	// The same receipt under another committee, or another epoch.

@@ -43,8 +43,9 @@ type decoded struct {
 //  1. the canonical bytes decode, and the readable fields agree with them;
 //  2. the transaction at InBatch has BLAKE2b-256 = ID;
 //  3. the batch's digest is BatchDigest and the certificate's payload names it;
-//  4. the leader's round is even (≥ 2) and its author is the committee's
-//     leader of that round (narwhal.Committee.Leader, Bullshark's schedule);
+//  4. the leader's round is at least 1 and its author is the committee's
+//     anchor candidate of that round (narwhal.Committee.Leader, Bullshark's
+//     schedule);
 //  5. the path links the leader to the certificate, one round a link;
 //  6. the support, if any: round leader+1, distinct authors ascending, each
 //     naming the leader, f+1 stake (Bullshark's direct-commit rule);
@@ -90,12 +91,13 @@ func Verify(r *Receipt, c *narwhal.Committee) (*Result, error) {
 		return nil, fmt.Errorf("%w: batch %s not among the %d digests of certificate %s", ErrNotInPayload, res.BatchDigest.Short(), len(d.cert.Header.Payload), d.cert.Digest().Short())
 	}
 
-	// 4. The leader is the one Bullshark would pick for its round: only
-	// even rounds from 2 have a leader (round 0 is genesis). Checked before
-	// any use of Committee.Leader, which panics on odd rounds.
+	// 4. The leader is the one Bullshark would pick for its round: every
+	// round from 1 has an anchor candidate (round 0 is genesis). With f+1
+	// support it is linked from every later anchor, so what it links to is
+	// ordered, whether it is ordered as an anchor itself or not.
 	lr := d.leader.Round()
-	if lr < 2 || lr%2 != 0 {
-		return nil, fmt.Errorf("%w: leader certificate %s of round %d (leaders are of even rounds from 2)", ErrNotLeader, d.leader.Digest().Short(), lr)
+	if lr < 1 {
+		return nil, fmt.Errorf("%w: leader certificate %s of round %d (genesis)", ErrNotLeader, d.leader.Digest().Short(), lr)
 	}
 	if want := c.Leader(lr); d.leader.Author() != want {
 		return nil, fmt.Errorf("%w: certificate %s of round %d is by authority %d, the round's leader is %d", ErrNotLeader, d.leader.Digest().Short(), lr, d.leader.Author(), want)
