@@ -195,12 +195,14 @@ func (p *Primary) recover() error {
 		return fmt.Errorf("stored certificate: %w", err)
 	}
 	// Pending digests: those in an own certificate still in the DAG are in
-	// flight; the rest go back to the queue.
+	// flight; the rest go back to the queue. A digest in two of them was
+	// proposed again after the commit rule skipped the older one (Committed):
+	// the newer is the one in flight.
 	inCert := map[narwhal.Digest]uint64{}
 	for r, byAuthor := range p.dag {
 		if c := byAuthor[p.self]; c != nil && r > 0 {
 			for _, d := range c.Header.Payload {
-				inCert[d] = r
+				inCert[d] = max(inCert[d], r)
 			}
 		}
 	}

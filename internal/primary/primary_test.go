@@ -300,3 +300,44 @@ func TestProposerCertifiesAndNeverEquivocatesAfterRestart(t *testing.T) {
 		t.Fatalf("own certificate does not verify: %v", err)
 	}
 }
+
+// A batch whose own certificate the commit rule skipped is proposed again
+// (Committed). If the node restarts with both certificates stored, the
+// newer one is the one in flight: committing it must settle the batch,
+// not leave the older one to be "skipped" once more and the batch
+// proposed a third time (the simulator's seed 1275 ordered it twice).
+func TestRestartTracksTheNewerOwnCertificateOfABatch(t *testing.T) {
+	f := newFixture(t, 4, 0)
+	x := narwhal.Hash([]byte("proposed twice"))
+	f.have[x] = true
+	var all []*narwhal.Certificate
+	for r := uint64(1); r <= 3; r++ {
+		var cs []*narwhal.Certificate
+		for a := narwhal.AuthorityID(0); a < 4; a++ {
+			var payload []narwhal.Digest
+			if a == 0 && r != 2 {
+				payload = []narwhal.Digest{x} // rounds 1 and 3
+			}
+			cs = append(cs, f.certify(f.header(a, r, payload...), 0, 1, 2))
+		}
+		f.certs[r] = cs
+		all = append(all, cs...)
+	}
+	f.deliver(1, all...)
+	f.st.Apply([]store.Write{
+		store.Put(store.PendingKey(7), x[:]),
+		store.Put(store.LastProposedKey(), f.certs[3][0].Header.Encode()),
+	})
+	f.signed.Proposed = 3
+	for range 5 { // map order decided which certificate recovery took
+		f.restart(0)
+		out := f.apply(f.p.Committed([]uint64{3}, 3))
+		if _, ok := f.st.Get(store.PendingKey(7)); ok {
+			t.Fatalf("committing the round-3 certificate left the batch pending (%d writes)", len(out.Writes))
+		}
+		if len(f.p.queue) != 0 {
+			t.Fatalf("the batch went back to the queue: %d digests", len(f.p.queue))
+		}
+		f.st.Apply([]store.Write{store.Put(store.PendingKey(7), x[:])})
+	}
+}
