@@ -19,6 +19,7 @@ import (
 	"github.com/jedib0t/go-pretty/v6/table"
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
+	"github.com/tezos-dsn/dsn/internal/config"
 	"github.com/tezos-dsn/dsn/internal/load"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
 	"github.com/tezos-dsn/dsn/internal/preblock"
@@ -29,6 +30,8 @@ var (
 	results  = flag.String("results", "results", "directory for JSON results (empty: none)")
 	stepTime = flag.Duration("step", 5*time.Second, "how long each offered load runs")
 	rates    = flag.String("rates", "100,1000,5000,20000,40000", "offered loads (tx/s) of BenchmarkLatency")
+	down     = flag.Int("down", 0, "BenchmarkLatency: how many nodes are stopped before the loads (the last ones; at most f)")
+	idle     = flag.Int("max-header-delay", 0, "BenchmarkLatency: the nodes' max_header_delay_ticks (0: the in-process tests' 20; the lab's is 100)")
 )
 
 func offered(b *testing.B) []float64 { return splitRates(b, *rates) }
@@ -71,7 +74,7 @@ type step struct {
 	Certificates int     `json:"certificates"`
 	MBps         float64 `json:"mb_per_s"` // ordered transaction bytes
 	// RoundsPS and CPUmsPerRound: DAG rounds per second on node 0, and the
-	// process CPU per round divided by the committee size.
+	// process CPU per round divided by the running nodes.
 	RoundsPS      float64      `json:"rounds_per_s"`
 	CPUmsPerRound float64      `json:"cpu_ms_per_round_per_node"`
 	Anatomy       []sliceStats `json:"anatomy,omitempty"`
@@ -133,8 +136,8 @@ func run(b *testing.B, cl *nodetest.Cluster, an *anatomy, rate float64, size int
 		}
 	}()
 
-	// Open-loop load: one stream per node, each paced at rate/n.
-	n := cl.Size()
+	// Open-loop load: one stream per running node, each paced at rate/n.
+	n := cl.Size() - *down
 	var sent int
 	var sentMu sync.Mutex
 	var wg sync.WaitGroup
@@ -210,7 +213,7 @@ func run(b *testing.B, cl *nodetest.Cluster, an *anatomy, rate float64, size int
 		PreBlocks: preBlocks, Certificates: certs,
 		MBps:          float64(bytes) / d.Seconds() / 1e6,
 		RoundsPS:      rounds / elapsed.Seconds(),
-		CPUmsPerRound: cpu.Seconds() * 1000 / max(rounds, 1) / float64(cl.Size()),
+		CPUmsPerRound: cpu.Seconds() * 1000 / max(rounds, 1) / float64(n),
 		Anatomy:       anatomyStats(an),
 	}
 }
@@ -245,13 +248,23 @@ func save(b *testing.B, name string, v any) {
 func BenchmarkLatency(b *testing.B) {
 	for b.Loop() {
 		an := newAnatomy()
-		cl := nodetest.StartTraced(b, 7, an)
+		cl := nodetest.StartTraced(b, 7, an, func(c *config.Node) {
+			if *idle > 0 {
+				c.Consensus.MaxHeaderDelay = *idle
+			}
+		})
+		if *down < 0 || *down > (cl.Size()-1)/3 {
+			b.Fatalf("-down %d: at most f = %d of %d nodes", *down, (cl.Size()-1)/3, cl.Size())
+		}
+		for i := range *down {
+			cl.StopNode(cl.Size() - 1 - i)
+		}
 		var steps []step
 		for _, rate := range offered(b) {
 			steps = append(steps, run(b, cl, an, rate, 512, *stepTime))
 		}
 		t := table.NewWriter()
-		t.SetTitle("submit → ordered, 7 nodes in one process, 512-byte transactions, %s per load", *stepTime)
+		t.SetTitle("submit → ordered, 7 nodes in one process (%d stopped), 512-byte transactions, %s per load", *down, *stepTime)
 		t.AppendHeader(table.Row{"offered tx/s", "ordered tx/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "MB/s", "pre-blocks", "CPU cores"})
 		for _, s := range steps {
 			t.AppendRow(table.Row{fmt.Sprintf("%.0f", s.OfferedTPS), fmt.Sprintf("%.0f", s.OrderedTPS),

@@ -180,6 +180,7 @@ type Consensus struct {
 	BatchSize        int    `toml:"batch_size"`
 	MaxBatchDelay    int    `toml:"max_batch_delay_ticks"`
 	MaxHeaderDelay   int    `toml:"max_header_delay_ticks"`
+	LeaderTimeout    int    `toml:"leader_timeout_ticks"`
 	RetryTicks       int    `toml:"retry_ticks"`
 	MaxHeaderPayload int    `toml:"max_header_payload"`
 	GCDepth          uint64 `toml:"gc_depth"`
@@ -205,6 +206,7 @@ func DefaultNode() Node {
 			BatchSize:        r.Worker.BatchSize,
 			MaxBatchDelay:    r.Worker.MaxBatchDelay,
 			MaxHeaderDelay:   r.Primary.MaxHeaderDelay,
+			LeaderTimeout:    r.Primary.LeaderTimeout,
 			RetryTicks:       r.Primary.RetryTicks,
 			MaxHeaderPayload: r.Primary.MaxHeaderPayload,
 			GCDepth:          r.GCDepth,
@@ -229,6 +231,7 @@ func (n *Node) Replica() replica.Config {
 	r.Worker.MaxBatchDelay = n.Consensus.MaxBatchDelay
 	r.Worker.RetryTicks = n.Consensus.RetryTicks
 	r.Primary.MaxHeaderDelay = n.Consensus.MaxHeaderDelay
+	r.Primary.LeaderTimeout = n.Consensus.LeaderTimeout
 	r.Primary.RetryTicks = n.Consensus.RetryTicks
 	r.Primary.MaxHeaderPayload = n.Consensus.MaxHeaderPayload
 	r.GCDepth = n.Consensus.GCDepth

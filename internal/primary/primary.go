@@ -32,6 +32,12 @@ type Config struct {
 	// it proposes as soon as it has a quorum of parents, the leader's
 	// certificate or support, and something to order).
 	MaxHeaderDelay int
+	// LeaderTimeout: how long a proposal with something to order waits,
+	// once the parent round holds a quorum, for Bullshark's leader rule (the
+	// round's anchor candidate, and support for the previous one). Every
+	// round has a candidate, so a stopped node's turn comes every n rounds:
+	// it costs this, not MaxHeaderDelay.
+	LeaderTimeout int
 	// RetryTicks: re-send a header to authorities that have not voted, and
 	// re-request missing certificates from another peer, after this long.
 	RetryTicks int
@@ -138,11 +144,15 @@ type Primary struct {
 	proposeFloor uint64
 
 	// Proposer.
-	round            uint64 // round of the last proposed header
-	cur              *proposal
-	queue            []PendingDigest
-	certified        map[uint64][]PendingDigest // own certified rounds -> payload, until committed
-	sinceProposal    int
+	round         uint64 // round of the last proposed header
+	cur           *proposal
+	queue         []PendingDigest
+	certified     map[uint64][]PendingDigest // own certified rounds -> payload, until committed
+	sinceProposal int
+	// waitRound is the parent round of the next proposal, which reached a
+	// quorum waitFrom (in sinceProposal ticks): LeaderTimeout runs from there.
+	waitRound        uint64
+	waitFrom         int
 	sinceAccept      int // ticks since a certificate was last accepted
 	lastPayloadRound uint64
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/tezos-dsn/dsn/internal/store"
 )
 
-var testCfg = Config{MaxHeaderDelay: 10, RetryTicks: 5, MaxHeaderPayload: 100, MaxResponseCertificates: 100}
+var testCfg = Config{MaxHeaderDelay: 10, LeaderTimeout: 10, RetryTicks: 5, MaxHeaderPayload: 100, MaxResponseCertificates: 100}
 
 type fixture struct {
 	t      *testing.T
@@ -339,5 +339,55 @@ func TestRestartTracksTheNewerOwnCertificateOfABatch(t *testing.T) {
 			t.Fatalf("the batch went back to the queue: %d digests", len(f.p.queue))
 		}
 		f.st.Apply([]store.Write{store.Put(store.PendingKey(7), x[:])})
+	}
+}
+
+// The proposer waits for the parent round's anchor candidate (Bullshark's
+// leader rule) at most LeaderTimeout ticks from the parent quorum, not
+// MaxHeaderDelay: a stopped node's turn comes every n rounds.
+func TestProposerWaitsForTheAnchorCandidateAtMostLeaderTimeout(t *testing.T) {
+	for _, withAnchor := range []bool{false, true} {
+		f := newFixture(t, 4, 0)
+		f.p.cfg.MaxHeaderDelay, f.p.cfg.LeaderTimeout = 100, 4
+		out := f.apply(f.p.AddBatches([]PendingDigest{{Digest: narwhal.Hash([]byte("a")), Seq: 1}}))
+		var own *narwhal.Header
+		for _, e := range out.Messages {
+			if m, ok := e.Msg.(*narwhal.HeaderMsg); ok {
+				own = &m.Header
+			}
+		}
+		if own == nil || own.Round != 1 {
+			t.Fatal("no round-1 header")
+		}
+		// Round 1's candidate is authority 1 (1 mod 4).
+		certs := []*narwhal.Certificate{f.certify(own, 0, 1, 2), f.certify(f.header(2, 1), 0, 1, 2), f.certify(f.header(3, 1), 0, 1, 2)}
+		if withAnchor {
+			certs = append(certs, f.certify(f.header(1, 1), 0, 1, 2))
+		}
+		delivered := f.deliver(1, certs...)
+		proposed := func(out Output) bool {
+			for _, e := range out.Messages {
+				if m, ok := e.Msg.(*narwhal.HeaderMsg); ok && m.Header.Round == 2 {
+					return true
+				}
+			}
+			return false
+		}
+		got := -1
+		if proposed(delivered) {
+			got = 0
+		}
+		for tick := 1; got < 0 && tick <= 10; tick++ {
+			if proposed(f.apply(f.p.Tick(uint64(tick)))) {
+				got = tick
+			}
+		}
+		want := 4
+		if withAnchor {
+			want = 0
+		}
+		if got != want {
+			t.Fatalf("anchor candidate present %v: round 2 proposed after %d ticks, want %d", withAnchor, got, want)
+		}
 	}
 }

@@ -67,16 +67,21 @@ func containsDigest(ds []narwhal.Digest, d narwhal.Digest) bool {
 // tryPropose proposes a header for the round after the highest round with a
 // quorum of certificates, as soon as there is something to order (own
 // batches, or recent payload of others still to be committed) and the
-// leader rule is satisfied — or when MaxHeaderDelay ticks passed anyway.
+// leader rule is satisfied or LeaderTimeout ticks passed since the quorum
+// — or when MaxHeaderDelay ticks passed anyway.
 func (p *Primary) tryPropose(out *Output) {
 	pr, ok := p.quorumRound(p.round)
 	if !ok || pr+1 <= p.round || pr+1 <= p.proposeFloor {
 		return // nothing new, or a round with a header the store forgot (SetSigned)
 	}
+	if pr != p.waitRound {
+		p.waitRound, p.waitFrom = pr, p.sinceProposal
+	}
 	timedOut := p.sinceProposal >= p.cfg.MaxHeaderDelay
+	gaveUp := p.sinceProposal-p.waitFrom >= p.cfg.LeaderTimeout
 	work := len(p.queue) > 0 || len(p.certified) > 0 || (p.cur != nil && !p.cur.certified && len(p.cur.payload) > 0) ||
 		p.lastPayloadRound+4 > pr
-	if !timedOut && (!work || !p.leaderReady(pr)) {
+	if !timedOut && (!work || (!gaveUp && !p.leaderReady(pr))) {
 		return
 	}
 	// Cancel an uncertified own header: its batches move to the new one, and

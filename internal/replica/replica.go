@@ -32,6 +32,7 @@ func DefaultConfig() Config {
 		},
 		Primary: primary.Config{
 			MaxHeaderDelay:          100, // 500 ms without anything to order
+			LeaderTimeout:           20,  // 100 ms for an absent anchor candidate
 			RetryTicks:              200,
 			MaxHeaderPayload:        narwhal.MaxHeaderPayload,
 			MaxResponseCertificates: 1000,
@@ -63,6 +64,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("worker.max_response_bytes: must be > 0")
 	case c.Primary.MaxHeaderDelay <= 0:
 		return fmt.Errorf("primary.max_header_delay: must be > 0 ticks")
+	case c.Primary.LeaderTimeout <= 0:
+		return fmt.Errorf("primary.leader_timeout: must be > 0 ticks")
 	case c.Primary.RetryTicks <= 0:
 		return fmt.Errorf("primary.retry_ticks: must be > 0")
 	case c.Primary.MaxHeaderPayload <= 0 || c.Primary.MaxHeaderPayload > narwhal.MaxHeaderPayload:
