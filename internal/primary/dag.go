@@ -254,13 +254,23 @@ func (p *Primary) SetGCRound(gc uint64) Output {
 			delete(p.dag, r)
 		}
 	}
+	// An own certificate that fell below the horizon uncommitted will never
+	// be committed: order its batches again, oldest first (by round, not
+	// map order: the simulator replays a seed exactly).
+	var below []uint64
 	for r := range p.certified {
 		if r <= gc {
-			// An own certificate that fell below the horizon uncommitted will
-			// never be committed: order its batches again.
-			p.queue = append(p.certified[r], p.queue...)
-			delete(p.certified, r)
+			below = append(below, r)
 		}
+	}
+	slices.Sort(below)
+	var requeue []PendingDigest
+	for _, r := range below {
+		requeue = append(requeue, p.certified[r]...)
+		delete(p.certified, r)
+	}
+	if len(requeue) > 0 {
+		p.queue = append(requeue, p.queue...)
 	}
 	kept := p.missingOrder[:0]
 	for _, d := range p.missingOrder {

@@ -69,7 +69,9 @@ func TestReplay(t *testing.T) {
 }
 
 func TestSameSeedSameTrace(t *testing.T) {
-	for _, seed := range []int64{3, 6} {
+	// 1275 crashes nodes that recover own certificates sharing a batch
+	// (replayed differently, by map order, until primary.New chose by round).
+	for _, seed := range []int64{3, 6, 1275} {
 		_, a, errA := Run(OptionsFor(seed), true)
 		_, b, errB := Run(OptionsFor(seed), true)
 		if errA != nil || errB != nil {
