@@ -93,8 +93,8 @@ func Verify(r *Receipt, c *narwhal.Committee) (*Result, error) {
 
 	// 4. The leader is the one Bullshark would pick for its round: every
 	// round from 1 has an anchor candidate (round 0 is genesis). With f+1
-	// support it is linked from every later anchor, so what it links to is
-	// ordered, whether it is ordered as an anchor itself or not.
+	// support it is linked from every anchor two rounds above it or more,
+	// so what it links to is ordered, as an anchor itself or not.
 	lr := d.leader.Round()
 	if lr < 1 {
 		return nil, fmt.Errorf("%w: leader certificate %s of round %d (genesis)", ErrNotLeader, d.leader.Digest().Short(), lr)

@@ -13,18 +13,22 @@ import (
 // batch, its certificate, a parent path down from a committed leader, and
 // the leader's support — as an internal/receipt.Receipt.
 //
-// Only the pre-block that ends a commit carries the support certificates
-// (Bullshark commits older linked leaders with it, without support of
-// their own). So a transaction's receipt waits for the pre-block that
-// carries support — in practice the same commit, streamed right after —
-// and is built from that pre-block's leader, through a path that crosses
-// the pre-blocks in between. The pre-blocks' certificates are kept in a
-// window until then; their batches are not, only those of the waiting
-// transactions.
+// Only a pre-block whose anchor was directly committed carries support
+// certificates; an anchor ordered through a later directly committed one
+// (docs/consensus.md, "an anchor every round") carries none. So a
+// transaction's receipt waits for a pre-block that carries support and
+// whose leader reaches the transaction's certificate — in practice the
+// same pre-block or the next — and is built from that leader, through a
+// path that crosses the pre-blocks in between. A supported leader that
+// does not reach it (its anchor was ordered through a directly committed
+// one of a round above the next supported leader's) leaves it waiting: any
+// supported leader two rounds above that anchor reaches it. The
+// pre-blocks' certificates are kept in a window until then; their batches
+// are not, only those of the waiting transactions.
 
 // receiptWindow bounds the pre-blocks kept waiting for support; past it
 // the waiting receipts are built from their own pre-block's leader,
-// without support (never seen: every commit ends with support).
+// without support (not seen in the tests).
 const receiptWindow = 64
 
 // receiptOverhead is what one kept receipt is charged besides its batch:
@@ -116,15 +120,19 @@ func (s *Sequencer) receiptsFor(pb *dsnv1.PreBlock, fs []found) {
 		}
 		return paths[l]
 	}
+	var still []waitingReceipt
 	for _, w := range b.waiting {
 		var r *receipt.Receipt
 		var err error
 		if len(support) > 0 {
 			r, err = receipt.Build(w.o, pathsFrom(leader), support)
+			if r == nil && b.blocks < receiptWindow {
+				still = append(still, w) // a later supported leader reaches it
+				continue
+			}
 		}
 		if r == nil {
-			// No support, or (never seen) no path from the supported
-			// leader: the transaction's own leader, unsupported.
+			// The window is full: the transaction's own leader, unsupported.
 			r, err = receipt.Build(w.o, pathsFrom(w.leader), nil)
 		}
 		if err != nil {
@@ -133,7 +141,10 @@ func (s *Sequencer) receiptsFor(pb *dsnv1.PreBlock, fs []found) {
 		}
 		b.keep(s, r, w.charge)
 	}
-	b.waiting, b.window, b.blocks = nil, map[narwhal.Digest]receipt.Known{}, 0
+	b.waiting = still
+	if len(still) == 0 {
+		b.window, b.blocks = map[narwhal.Digest]receipt.Known{}, 0
+	}
 }
 
 // keep stores a receipt, evicting the oldest past the bounds.
