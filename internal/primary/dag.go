@@ -255,23 +255,8 @@ func (p *Primary) SetGCRound(gc uint64) Output {
 		}
 	}
 	// An own certificate that fell below the horizon uncommitted will never
-	// be committed: order its batches again, oldest first (by round, not
-	// map order: the simulator replays a seed exactly).
-	var below []uint64
-	for r := range p.certified {
-		if r <= gc {
-			below = append(below, r)
-		}
-	}
-	slices.Sort(below)
-	var requeue []PendingDigest
-	for _, r := range below {
-		requeue = append(requeue, p.certified[r]...)
-		delete(p.certified, r)
-	}
-	if len(requeue) > 0 {
-		p.queue = append(requeue, p.queue...)
-	}
+	// be committed: order its batches again.
+	p.requeueCertified(gc)
 	kept := p.missingOrder[:0]
 	for _, d := range p.missingOrder {
 		if p.missing[d].round <= gc {
@@ -347,21 +332,32 @@ func (p *Primary) Committed(ownRounds []uint64, watermark uint64) Output {
 		}
 		delete(p.certified, r)
 	}
-	var skipped []uint64
-	for r := range p.certified {
-		if r <= watermark {
-			skipped = append(skipped, r)
-		}
-	}
-	slices.Sort(skipped)
-	var requeue []PendingDigest
-	for _, r := range skipped {
-		requeue = append(requeue, p.certified[r]...)
-		delete(p.certified, r)
-	}
-	if len(requeue) > 0 {
-		p.queue = append(requeue, p.queue...)
+	if p.requeueCertified(watermark) {
 		p.tryPropose(&out)
 	}
 	return out
+}
+
+// requeueCertified puts the batches of own certified headers of rounds up
+// to r back at the head of the proposal queue, oldest first (by round, not
+// map order: the simulator replays a seed exactly), and reports whether
+// there were any.
+func (p *Primary) requeueCertified(r uint64) bool {
+	var rounds []uint64
+	for x := range p.certified {
+		if x <= r {
+			rounds = append(rounds, x)
+		}
+	}
+	slices.Sort(rounds)
+	var requeue []PendingDigest
+	for _, x := range rounds {
+		requeue = append(requeue, p.certified[x]...)
+		delete(p.certified, x)
+	}
+	if len(requeue) == 0 {
+		return false
+	}
+	p.queue = append(requeue, p.queue...)
+	return true
 }
