@@ -391,3 +391,54 @@ func TestProposerWaitsForTheAnchorCandidateAtMostLeaderTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A candidate with no certificate in the two rounds before its own is not
+// waited for (it is down, and would cost LeaderTimeout every n rounds); one
+// with a certificate in the round before is, up to LeaderTimeout.
+func TestProposerDoesNotWaitForASilentCandidate(t *testing.T) {
+	for _, recent := range []bool{false, true} {
+		f := newFixture(t, 7, 0)
+		f.p.cfg.MaxHeaderDelay, f.p.cfg.LeaderTimeout = 100, 4
+		f.apply(f.p.AddBatches([]PendingDigest{{Digest: narwhal.Hash([]byte("a")), Seq: 1}}))
+		quorum := []narwhal.AuthorityID{0, 1, 2, 4, 5}
+		var certs []*narwhal.Certificate
+		// Round 3's candidate is authority 3 (3 mod 7): absent from rounds
+		// 1 and 3, and from round 2 unless recent.
+		for r := uint64(1); r <= 3; r++ {
+			authors := []narwhal.AuthorityID{1, 2, 4, 5, 6}
+			if r == 2 && recent {
+				authors = []narwhal.AuthorityID{1, 2, 3, 4, 5}
+			}
+			var round []*narwhal.Certificate
+			for _, a := range authors {
+				round = append(round, f.certify(f.header(a, r), quorum...))
+			}
+			f.certs[r] = round
+			certs = append(certs, round...)
+		}
+		proposed := func(out Output) bool {
+			for _, e := range out.Messages {
+				if m, ok := e.Msg.(*narwhal.HeaderMsg); ok && m.Header.Round == 4 {
+					return true
+				}
+			}
+			return false
+		}
+		got := -1
+		if proposed(f.deliver(1, certs...)) {
+			got = 0
+		}
+		for tick := 1; got < 0 && tick <= 10; tick++ {
+			if proposed(f.apply(f.p.Tick(uint64(tick)))) {
+				got = tick
+			}
+		}
+		want := 0
+		if recent {
+			want = 4
+		}
+		if got != want {
+			t.Fatalf("candidate certified in round 2: %v; round 4 proposed after %d ticks, want %d", recent, got, want)
+		}
+	}
+}

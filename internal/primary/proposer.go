@@ -30,12 +30,14 @@ func (p *Primary) quorumRound(from uint64) (uint64, bool) {
 // wait for the parent round's candidate, which the new header then
 // references (votes for); and wait until f+1 stake of parents supports the
 // previous round's candidate, or a quorum does not (it will not be directly
-// committed).
+// committed). A candidate with no certificate in the two rounds before is
+// not waited for: it is down or far behind, and would cost LeaderTimeout
+// every n rounds for nothing. Its certificates bring the wait back.
 func (p *Primary) leaderReady(pr uint64) bool {
 	if pr < 1 {
 		return true
 	}
-	if p.dag[pr][p.committee.Leader(pr)] == nil {
+	if l := p.committee.Leader(pr); p.dag[pr][l] == nil && !p.silent(l, pr) {
 		return false
 	}
 	leader := p.dag[pr-1][p.committee.Leader(pr-1)]
@@ -53,6 +55,12 @@ func (p *Primary) leaderReady(pr uint64) bool {
 		}
 	}
 	return support >= p.committee.ValidityThreshold() || against >= p.committee.QuorumThreshold()
+}
+
+// silent reports whether a has no accepted certificate in the two rounds
+// before r (from round 3 on).
+func (p *Primary) silent(a narwhal.AuthorityID, r uint64) bool {
+	return r >= 3 && p.dag[r-1][a] == nil && p.dag[r-2][a] == nil
 }
 
 func containsDigest(ds []narwhal.Digest, d narwhal.Digest) bool {
