@@ -1,7 +1,8 @@
 // Package bench holds DSN's benchmarks: a 7-node in-process committee over
 // real gRPC and pebble (services/node/nodetest) driven at fixed offered
 // loads, reporting what users care about — latency percentiles and
-// transactions per second — as tables (go-pretty) and JSON in results/.
+// transactions per second — as tables (go-pretty), JSON in results/ and,
+// for Latency and E2E, PNG plots beside it (gonum/plot).
 //
 //	go test ./bench -bench DAG       certificates/s and batches/s
 //	go test ./bench -bench Latency   submit→ordered latency at several loads

@@ -27,7 +27,7 @@ import (
 )
 
 var (
-	results  = flag.String("results", "results", "directory for JSON results (empty: none)")
+	results  = flag.String("results", "results", "directory for JSON results and PNG plots (empty: none)")
 	stepTime = flag.Duration("step", 5*time.Second, "how long each offered load runs")
 	rates    = flag.String("rates", "100,1000,5000,20000,40000", "offered loads (tx/s) of BenchmarkLatency")
 	down     = flag.Int("down", 0, "BenchmarkLatency: how many nodes are stopped before the loads (the last ones; at most f)")
@@ -279,6 +279,10 @@ func BenchmarkLatency(b *testing.B) {
 		fmt.Println(at.Render())
 		fmt.Println(at.RenderMarkdown())
 		save(b, "latency", steps)
+		title := fmt.Sprintf("7 nodes in one process, %d stopped", *down)
+		if err := savePlot("latency", latencyCharts(title, steps)...); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

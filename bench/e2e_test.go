@@ -12,6 +12,7 @@ import (
 
 	"github.com/jedib0t/go-pretty/v6/table"
 	"golang.org/x/crypto/blake2b"
+	"gonum.org/v1/plot/plotter"
 
 	"github.com/tezos-dsn/dsn/internal/load"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
@@ -68,6 +69,9 @@ func BenchmarkE2E(b *testing.B) {
 		fmt.Println(t.Render())
 		fmt.Println(t.RenderMarkdown())
 		save(b, "e2e", out)
+		if err := savePlot("e2e", e2eChart(out)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -153,3 +157,26 @@ func runE2E(b *testing.B, s *stacktest.Stack, seq *sequencer.Sequencer, url stri
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// e2eChart: ordered and verified percentiles against the offered load.
+func e2eChart(out []e2eResult) chart {
+	c := chart{title: fmt.Sprintf("whole stack, L1 at %s a level", *e2eBlockTime), x: "offered tx/s", y: "ms after submit"}
+	for _, l := range []struct {
+		name string
+		y    func(e2eResult) float64
+	}{
+		{"ordered p50", func(r e2eResult) float64 { return r.Ordered.P50 }},
+		{"ordered p99", func(r e2eResult) float64 { return r.Ordered.P99 }},
+		{"verified p50", func(r e2eResult) float64 { return r.VerifiedMs.P50 }},
+		{"verified p99", func(r e2eResult) float64 { return r.VerifiedMs.P99 }},
+	} {
+		var xy plotter.XYs
+		for _, r := range out {
+			if v := l.y(r); v > 0 {
+				xy = append(xy, plotter.XY{X: r.OfferedTPS, Y: v})
+			}
+		}
+		c.lines = append(c.lines, series{l.name, xy})
+	}
+	return c
+}
