@@ -50,17 +50,19 @@ proto: ## Regenerate api/ Go code (needs protoc: apt-get install protobuf-compil
 # --- local committee: 7 processes on this machine --------------------------
 DSN_DIR ?= .dsn
 NODES ?= 7
+# Seven runtimes on one machine: one thread each, as the lab (its manifest's gomaxprocs).
+NODE_GOMAXPROCS ?= 1
 ENDPOINT ?= 127.0.0.1:64011
 FROM_ID ?= 0
 SLEEP ?= 10ms
 RATE ?= 0
 
-run-dsn: build ## Start NODES local nodes (node N: export 640N1, transactions 640N2); logs and pids in .dsn/
+run-dsn: build ## Start NODES local nodes (node N: export 640N1, transactions 640N2) at GOMAXPROCS=NODE_GOMAXPROCS (1); logs and pids in .dsn/
 	@if [ -f $(DSN_DIR)/pids ]; then echo "$(DSN_DIR)/pids exists: run 'make kill-dsn' first"; exit 1; fi
 	@mkdir -p $(DSN_DIR)
 	@[ -f $(DSN_DIR)/committee/committee.toml ] || $(BIN) committee new --nodes $(NODES) --out $(DSN_DIR)/committee >/dev/null
 	@for i in $$(seq 1 $(NODES)); do \
-	  $(BIN) node --config $(DSN_DIR)/committee/node-$$i.toml > $(DSN_DIR)/node-$$i.log 2>&1 & echo $$! >> $(DSN_DIR)/pids; \
+	  GOMAXPROCS=$(NODE_GOMAXPROCS) $(BIN) node --config $(DSN_DIR)/committee/node-$$i.toml > $(DSN_DIR)/node-$$i.log 2>&1 & echo $$! >> $(DSN_DIR)/pids; \
 	done
 	@echo "started $(NODES) nodes: pids in $(DSN_DIR)/pids, logs in $(DSN_DIR)/node-N.log"
 

@@ -80,13 +80,41 @@ type step struct {
 	Anatomy       []sliceStats `json:"anatomy,omitempty"`
 }
 
-// run offers rate tx/s of size bytes for d to the cluster (spread over all
-// nodes) and measures submit→ordered latency on node 0's Export stream.
-func run(b *testing.B, cl *nodetest.Cluster, an *anatomy, rate float64, size int, d time.Duration) step {
+// committee is what a load runs against: the in-process cluster
+// (inProcess) or the lab's containers (BenchmarkLab).
+type committee interface {
+	// Running is how many nodes take load: 0..Running()-1.
+	Running() int
+	Transactions(i int) dsnv1.TransactionsClient
+	Export(i int) dsnv1.ExportClient
+	// Head is node 0's last committed index, Round its DAG round.
+	Head() uint64
+	Round() uint64
+	// CPU is the CPU time the committee used so far.
+	CPU() time.Duration
+}
+
+// inProcess is the committee of nodetest.Cluster, with the last down nodes
+// stopped; its CPU is the process's (the load generator's included).
+type inProcess struct {
+	cl   *nodetest.Cluster
+	down int
+}
+
+func (c inProcess) Running() int                                { return c.cl.Size() - c.down }
+func (c inProcess) Transactions(i int) dsnv1.TransactionsClient { return c.cl.Transactions(i) }
+func (c inProcess) Export(i int) dsnv1.ExportClient             { return c.cl.Export(i) }
+func (c inProcess) Head() uint64                                { h, _ := c.cl.Node(0).Head(); return h }
+func (c inProcess) Round() uint64                               { return c.cl.Node(0).Status().DAGRound }
+func (c inProcess) CPU() time.Duration                          { return cpuTime() }
+
+// run offers rate tx/s of size bytes for d to the committee (spread over
+// its running nodes) and measures submit→ordered latency on node 0's
+// Export stream.
+func run(b *testing.B, cl committee, an *anatomy, rate float64, size int, d time.Duration) step {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	head, _ := cl.Node(0).Head()
-	ex, err := cl.Export(0).Export(ctx, &dsnv1.ExportRequest{From: head})
+	ex, err := cl.Export(0).Export(ctx, &dsnv1.ExportRequest{From: cl.Head()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -137,7 +165,7 @@ func run(b *testing.B, cl *nodetest.Cluster, an *anatomy, rate float64, size int
 	}()
 
 	// Open-loop load: one stream per running node, each paced at rate/n.
-	n := cl.Size() - *down
+	n := cl.Running()
 	var sent int
 	var sentMu sync.Mutex
 	var wg sync.WaitGroup
@@ -145,8 +173,8 @@ func run(b *testing.B, cl *nodetest.Cluster, an *anatomy, rate float64, size int
 	if an != nil {
 		an.reset()
 	}
-	r0 := cl.Node(0).Status().DAGRound
-	cpu0, t0 := cpuTime(), time.Now()
+	r0 := cl.Round()
+	cpu0, t0 := cl.CPU(), time.Now()
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -197,8 +225,8 @@ func run(b *testing.B, cl *nodetest.Cluster, an *anatomy, rate float64, size int
 		time.Sleep(10 * time.Millisecond)
 	}
 	elapsed := time.Since(t0)
-	cpu := cpuTime() - cpu0
-	rounds := float64(cl.Node(0).Status().DAGRound - r0)
+	cpu := cl.CPU() - cpu0
+	rounds := float64(cl.Round() - r0)
 	cancel()
 	<-doneReading
 	mu.Lock()
@@ -261,7 +289,7 @@ func BenchmarkLatency(b *testing.B) {
 		}
 		var steps []step
 		for _, rate := range offered(b) {
-			steps = append(steps, run(b, cl, an, rate, 512, *stepTime))
+			steps = append(steps, run(b, inProcess{cl, *down}, an, rate, 512, *stepTime))
 		}
 		t := table.NewWriter()
 		t.SetTitle("submit → ordered, 7 nodes in one process (%d stopped), 512-byte transactions, %s per load", *down, *stepTime)
@@ -304,7 +332,7 @@ func BenchmarkDAG(b *testing.B) {
 			t0 := time.Now()
 			var s step
 			if rate > 0 {
-				s = run(b, cl, nil, rate, 512, *stepTime)
+				s = run(b, inProcess{cl, 0}, nil, rate, 512, *stepTime)
 			} else {
 				time.Sleep(*stepTime)
 			}

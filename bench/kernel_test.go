@@ -44,7 +44,7 @@ const runBudget = 30e9
 // committee and node 0's certified DAG.
 func kernelDAG(b *testing.B, rate float64, d time.Duration) (*narwhal.Committee, []state.Entry) {
 	cl := nodetest.Start(b, 7)
-	run(b, cl, nil, rate, 512, d)
+	run(b, inProcess{cl, 0}, nil, rate, 512, d)
 	dag, err := cl.CertifiedDAG(0)
 	if err != nil {
 		b.Fatal(err)

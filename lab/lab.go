@@ -55,7 +55,18 @@ type Manifest struct {
 	// Load, if its rate is set, adds a container that offers timestamped
 	// transactions to node 1 for as long as the lab runs (`dsn spam`).
 	Load Load `toml:"load"`
+	// GOMAXPROCS is every container's Go runtime threads; 0 means 1. The
+	// lab runs all its services on one machine: with the runtime's default
+	// (every core), ten runtimes stop the world for their collections on
+	// cores the others hold, and a round waits behind them. BenchmarkLab on
+	// 2 cores, p99 at 100 / 1,000 tx/s, medians of 3-5 runs: 413 / 609 ms
+	// with the default, 248 / 543 with 1 for the nodes only, 212 / 381 with
+	// 1 for all. On a larger machine, give each its share of the cores.
+	GOMAXPROCS int `toml:"gomaxprocs"`
 }
+
+// gomaxprocs is GOMAXPROCS with its default.
+func (m *Manifest) gomaxprocs() int { return max(m.GOMAXPROCS, 1) }
 
 // Load is a constant offered load.
 type Load struct {
@@ -140,6 +151,8 @@ func (m *Manifest) Validate() error {
 		return fmt.Errorf("base_port: %d leaves ports outside 1024..65535", m.BasePort)
 	case m.Consensus.GCDepth != 0 && m.Consensus.GCDepth < 2:
 		return fmt.Errorf("consensus.gc_depth: must be >= 2")
+	case m.GOMAXPROCS < 0 || m.GOMAXPROCS > 1024:
+		return fmt.Errorf("gomaxprocs: %d, want 0 (1) .. 1024", m.GOMAXPROCS)
 	}
 	for i, sh := range m.Shapes {
 		switch {
@@ -275,6 +288,8 @@ type Container struct {
 	HealthPath string
 	HealthPort int
 	DependsOn  []string
+	// Env is the container's environment, in order.
+	Env [][2]string
 }
 
 // Containers lists the lab's containers in start order: the nodes, the L1
@@ -328,6 +343,9 @@ func (m *Manifest) Containers() []Container {
 				"--rate", strconv.FormatFloat(m.Load.Rate, 'f', -1, 64), "--min-size", strconv.Itoa(size), "--max-size", strconv.Itoa(size)},
 			DependsOn: []string{Service(1)}})
 	}
+	for i := range cs {
+		cs[i].Env = append(cs[i].Env, [2]string{"GOMAXPROCS", strconv.Itoa(m.gomaxprocs())})
+	}
 	return cs
 }
 
@@ -348,6 +366,12 @@ func compose(m *Manifest) string {
 			fmt.Fprintf(&b, "%q", a)
 		}
 		b.WriteString("]\n")
+		if len(c.Env) > 0 {
+			b.WriteString("    environment:\n")
+			for _, kv := range c.Env {
+				fmt.Fprintf(&b, "      %s: %q\n", kv[0], kv[1])
+			}
+		}
 		if c.Config || c.Data {
 			b.WriteString("    volumes:\n")
 			if c.Config {
@@ -392,7 +416,8 @@ func compose(m *Manifest) string {
 }
 
 // Scrape reads a node's Prometheus metrics (http://addr/metrics) and
-// returns the dsn_* gauges and counters without labels.
+// returns the dsn_* and process_* (CPU, memory) gauges and counters
+// without labels.
 func Scrape(ctx context.Context, addr string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
@@ -410,7 +435,7 @@ func Scrape(ctx context.Context, addr string) (map[string]float64, error) {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "dsn_") || strings.Contains(line, "{") {
+		if !(strings.HasPrefix(line, "dsn_") || strings.HasPrefix(line, "process_")) || strings.Contains(line, "{") {
 			continue
 		}
 		name, val, ok := strings.Cut(line, " ")

@@ -52,6 +52,7 @@ func TestManifestValidation(t *testing.T) {
 		"no image":      {Name: "x", Nodes: 7},
 		"ports too low": {Name: "x", Nodes: 7, Image: "i", BasePort: 80},
 		"gc depth 1":    {Name: "x", Nodes: 7, Image: "i", Consensus: Consensus{GCDepth: 1}},
+		"gomaxprocs -1": {Name: "x", Nodes: 7, Image: "i", GOMAXPROCS: -1},
 	} {
 		if err := m.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -106,5 +107,22 @@ func TestLoadContainer(t *testing.T) {
 	m.Load = Load{}
 	if cs := m.Containers(); cs[len(cs)-1].Name == "load" {
 		t.Fatal("a load container without a rate")
+	}
+}
+
+// Every container runs with the manifest's gomaxprocs (1 by default), in
+// the compose file as in labtest.
+func TestGOMAXPROCS(t *testing.T) {
+	for _, tc := range []struct{ set, want int }{{0, 1}, {3, 3}} {
+		m := &Manifest{Name: "x", Nodes: 4, Image: "dsn:lab", Seed: 1, GOMAXPROCS: tc.set, Load: Load{Rate: 10}}
+		cs := m.Containers()
+		for _, c := range cs {
+			if want := [][2]string{{"GOMAXPROCS", fmt.Sprint(tc.want)}}; fmt.Sprint(c.Env) != fmt.Sprint(want) {
+				t.Fatalf("gomaxprocs %d: %s has env %v, want %v", tc.set, c.Name, c.Env, want)
+			}
+		}
+		if got := strings.Count(compose(m), fmt.Sprintf("GOMAXPROCS: \"%d\"", tc.want)); got != len(cs) {
+			t.Fatalf("gomaxprocs %d: %d services in the compose file set it, want %d", tc.set, got, len(cs))
+		}
 	}
 }

@@ -170,6 +170,13 @@ func (l *Lab) run(ctx context.Context, c lab.Container) error {
 		tcnetwork.WithNetwork([]string{c.Name}, l.net),
 		testcontainers.WithName(l.M.Name + "-" + c.Name),
 	}
+	if len(c.Env) > 0 {
+		env := map[string]string{}
+		for _, kv := range c.Env {
+			env[kv[0]] = kv[1]
+		}
+		opts = append(opts, testcontainers.WithEnv(env))
+	}
 	if c.HealthPath != "" {
 		opts = append(opts, testcontainers.WithWaitStrategy(wait.ForHTTP(c.HealthPath).WithPort(fmt.Sprintf("%d/tcp", c.HealthPort)).
 			WithStartupTimeout(2*time.Minute)))
