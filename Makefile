@@ -56,6 +56,9 @@ ENDPOINT ?= 127.0.0.1:64011
 FROM_ID ?= 0
 SLEEP ?= 10ms
 RATE ?= 0
+# Each submission waits until its transaction is ordered: one sender alone
+# reaches about 20 tx/s; more senders reach RATE.
+CONCURRENCY ?= 1
 
 run-dsn: build ## Start NODES local nodes (node N: export 640N1, transactions 640N2) at GOMAXPROCS=NODE_GOMAXPROCS (1); logs and pids in .dsn/
 	@if [ -f $(DSN_DIR)/pids ]; then echo "$(DSN_DIR)/pids exists: run 'make kill-dsn' first"; exit 1; fi
@@ -72,8 +75,8 @@ kill-dsn: ## Stop exactly the nodes run-dsn started
 run-listener: build ## Follow pre-blocks: make run-listener ENDPOINT=127.0.0.1:64011 FROM_ID=0
 	$(BIN) listen --endpoint $(ENDPOINT) --from $(FROM_ID)
 
-run-spammer: build ## Send transactions: make run-spammer ENDPOINT=127.0.0.1:64012 SLEEP=10ms [RATE=100]
-	$(BIN) spam --endpoint $(ENDPOINT) --sleep $(SLEEP) --rate $(RATE) --concurrency 1
+run-spammer: build ## Send transactions: make run-spammer ENDPOINT=127.0.0.1:64012 [SLEEP=10ms] [RATE=100 CONCURRENCY=8]
+	$(BIN) spam --endpoint $(ENDPOINT) --sleep $(SLEEP) --rate $(RATE) --concurrency $(CONCURRENCY)
 
 SEED ?= 1
 MIX ?= -1
@@ -103,7 +106,7 @@ lab-up: image lab-render ## Start the lab (7 nodes, sequencer, rollup node, L1 s
 	@for i in $$(seq 1 60); do $(BIN) lab status --manifest $(MANIFEST) >/dev/null 2>&1 && break; sleep 1; done
 	@$(BIN) lab status --manifest $(MANIFEST)
 
-lab-status: ## Print the lab's endpoints and each node's state
+lab-status: ## Print the lab's endpoints and each service's state
 	@$(BIN) lab status --manifest $(MANIFEST)
 
 lab-down: ## Remove the lab's containers, network and volumes (only those)

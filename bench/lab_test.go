@@ -26,18 +26,19 @@ var (
 // published ports; its CPU is the nodes' processes' (process_cpu_seconds
 // on their metrics), not the sequencer's, rollup node's or sandbox's.
 type labCommittee struct {
-	b     *testing.B
-	l     *labtest.Lab
-	nodes int
-	tx    []dsnv1.TransactionsClient
-	ex    []dsnv1.ExportClient
+	b       *testing.B
+	l       *labtest.Lab
+	nodes   int
+	tx      []dsnv1.TransactionsClient
+	ex      []dsnv1.ExportClient
+	metrics []string // host:port of each node's metrics
 }
 
 func newLabCommittee(b *testing.B, l *labtest.Lab, nodes int) *labCommittee {
 	c := &labCommittee{b: b, l: l, nodes: nodes}
 	for n := 1; n <= nodes; n++ {
 		dial := func(port int) *grpc.ClientConn {
-			conn, err := grpc.NewClient(l.Addr(lab.Service(n), port), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(l.DirectAddr(lab.Service(n), port), grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -46,6 +47,7 @@ func newLabCommittee(b *testing.B, l *labtest.Lab, nodes int) *labCommittee {
 		}
 		c.tx = append(c.tx, dsnv1.NewTransactionsClient(dial(lab.TransactionsPort)))
 		c.ex = append(c.ex, dsnv1.NewExportClient(dial(lab.ExportPort)))
+		c.metrics = append(c.metrics, l.DirectAddr(lab.Service(n), lab.MetricsPort))
 	}
 	return c
 }
@@ -57,7 +59,7 @@ func (c *labCommittee) Export(i int) dsnv1.ExportClient             { return c.e
 func (c *labCommittee) metric(n int, name string) float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	m, err := lab.Scrape(ctx, c.l.Addr(lab.Service(n), lab.MetricsPort))
+	m, err := lab.Scrape(ctx, c.metrics[n-1])
 	if err != nil {
 		c.b.Fatal(err)
 	}
@@ -82,8 +84,10 @@ func (c *labCommittee) CPU() time.Duration {
 // it — each node a process in its own container on a Docker network, with
 // the lab's parameters (500 ms idle header delay), and the sequencer,
 // rollup node and L1 sandbox running beside them on the same cores. The
-// load goes to every node's transactions port; latency is read on node
-// 1's Export stream. Skips without a Docker engine.
+// load goes to every node's transactions port, at the container's address
+// where the host reaches it (as a client next to a node would, without
+// Docker's port proxy); latency is read on node 1's Export stream. Skips
+// without a Docker engine.
 func BenchmarkLab(b *testing.B) {
 	for b.Loop() {
 		const nodes = 7

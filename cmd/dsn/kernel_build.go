@@ -84,10 +84,17 @@ func writeKernel(path string, k []byte) error {
 }
 
 func runKernelInspect(_ context.Context, args []string) error {
-	if len(args) != 1 {
+	fs := flag.NewFlagSet("kernel inspect", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: dsn kernel inspect K.wasm\n\nprints the module's imports, exports, features and sections, and whether the PVM accepts it")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
 		return fmt.Errorf("usage: dsn kernel inspect K.wasm")
 	}
-	raw, err := os.ReadFile(args[0])
+	raw, err := os.ReadFile(fs.Arg(0))
 	if err != nil {
 		return err
 	}

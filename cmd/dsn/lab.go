@@ -21,7 +21,7 @@ func labRenderCommand() command {
 }
 
 func labStatusCommand() command {
-	return command{name: "lab status", summary: "print the lab's endpoints and each node's state", run: runLabStatus}
+	return command{name: "lab status", summary: "print the lab's endpoints and each service's state (exit 1 if any is down)", run: runLabStatus}
 }
 
 func healthCommand() command {
@@ -82,7 +82,7 @@ func runLabStatus(ctx context.Context, args []string) error {
 	seq := fmt.Sprintf("127.0.0.1:%d", lab.SequencerPort)
 	c, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	state := "down"
+	state, seqUp := "down", false
 	if req, err := http.NewRequestWithContext(c, http.MethodGet, "http://"+seq+"/health", nil); err == nil {
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			var h struct {
@@ -91,10 +91,19 @@ func runLabStatus(ctx context.Context, args []string) error {
 			}
 			json.NewDecoder(resp.Body).Decode(&h)
 			resp.Body.Close()
-			state = fmt.Sprintf("%s: %d nodes answered its last call, following pre-block %d", strings.ToLower(http.StatusText(resp.StatusCode)), h.NodesUp, h.Head)
+			nodes := "nodes"
+			if h.NodesUp == 1 {
+				nodes = "node"
+			}
+			state = fmt.Sprintf("%s: %d %s answered its last call, following pre-block %d", strings.ToLower(http.StatusText(resp.StatusCode)), h.NodesUp, nodes, h.Head)
+			seqUp = resp.StatusCode == http.StatusOK
 		}
 	}
 	fmt.Printf("\nsequencer    http://%s  %s\n", seq, state)
+	var services []string // the services that are down
+	if !seqUp {
+		services = append(services, "sequencer")
+	}
 	getJSON := func(url string, out any) error {
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -117,6 +126,7 @@ func runLabStatus(ctx context.Context, args []string) error {
 	var head *string
 	if err := getJSON(rollup+"/global/tezos_level", &level); err != nil {
 		fmt.Printf("rollup node  %s  down (%v)\n", rollup, err)
+		services = append(services, "rollup node")
 	} else {
 		blocks := "none yet"
 		if getJSON(rollup+"/global/block/head/durable/wasm_2_0_0/value?key=/dsn/head", &head) == nil && head != nil {
@@ -137,11 +147,17 @@ func runLabStatus(ctx context.Context, args []string) error {
 	}
 	if err := getJSON(sandbox+"/chains/main/blocks/head/header", &h); err != nil {
 		fmt.Printf("L1 sandbox   %s  down (%v)\n", sandbox, err)
+		services = append(services, "L1 sandbox")
 	} else {
 		fmt.Printf("L1 sandbox   %s  up: level %d (%s)\n", sandbox, h.Level, h.Hash)
 	}
-	if down > 0 {
+	switch {
+	case down > 0 && len(services) > 0:
+		return fmt.Errorf("%d of %d nodes are down, and the %s", down, m.Nodes, strings.Join(services, ", "))
+	case down > 0:
 		return fmt.Errorf("%d of %d nodes are down", down, m.Nodes)
+	case len(services) > 0:
+		return fmt.Errorf("down: the %s", strings.Join(services, ", "))
 	}
 	return nil
 }
