@@ -91,7 +91,7 @@ sim-long: ## Run many simulator seeds (not in CI): make sim-long SEEDS=5000
 # --- container lab -----------------------------------------------------------
 MANIFEST ?= lab/manifests/default.toml
 LAB_PROJECT ?= dsn-lab
-COMPOSE := docker-compose -p $(LAB_PROJECT) -f compose/docker-compose.yml
+COMPOSE ?= docker-compose -p $(LAB_PROJECT) -f compose/docker-compose.yml
 
 image: build ## Build the dsn:lab image (FROM scratch + the static binary and the DSN kernel; nothing is pulled)
 	$(BIN) kernel build --pkg ./kernel/dsn --out bin/dsn.wasm
