@@ -32,6 +32,12 @@ func TestSevenNodes(t *testing.T) {
 	defer cancel()
 	l.WaitCommitting(ctx)
 	t.Logf("7 containers up and committing %s after start", time.Since(start).Round(100*time.Millisecond))
+	// The lab's nodes serve Go's profiles beside their metrics (profiling).
+	if resp, err := http.Get("http://" + l.addr(1, lab.MetricsPort) + "/debug/pprof/cmdline"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("node 1's /debug/pprof/cmdline: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	stamped := func(first, n int) [][]byte {

@@ -198,6 +198,7 @@ func Render(m *Manifest, out string) error {
 		n.ExportAddress = fmt.Sprintf(":%d", ExportPort)
 		n.TransactionsAddress = fmt.Sprintf(":%d", TransactionsPort)
 		n.MetricsAddress = fmt.Sprintf(":%d", MetricsPort)
+		n.Profiling = true // a lab is for looking inside: go tool pprof http://127.0.0.1:640N3/debug/pprof/profile
 		if m.Consensus.GCDepth != 0 {
 			n.Consensus.GCDepth = m.Consensus.GCDepth
 		}

@@ -156,6 +156,10 @@ type Node struct {
 	ExportAddress string `toml:"export_address"`
 	// MetricsAddress serves Prometheus /metrics; empty disables it.
 	MetricsAddress string `toml:"metrics_address"`
+	// Profiling also serves Go's profiles (/debug/pprof/) on the metrics
+	// address. Off by default: they show the node's internals, and taking
+	// one costs CPU.
+	Profiling bool `toml:"profiling"`
 	// Tick is the protocol tick; the consensus parameters count in ticks.
 	Tick Duration `toml:"tick"`
 	// MaxTransactionSize in bytes (protocol maximum: 6 MiB).
