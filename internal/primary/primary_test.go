@@ -345,6 +345,28 @@ func TestRestartTracksTheNewerOwnCertificateOfABatch(t *testing.T) {
 // The proposer waits for the parent round's anchor candidate (Bullshark's
 // leader rule) at most LeaderTimeout ticks from the parent quorum, not
 // MaxHeaderDelay: a stopped node's turn comes every n rounds.
+// ticksToPropose returns how many ticks after out (0: in out itself) the
+// primary proposes a header of round r, or -1 if not within 10.
+func (f *fixture) ticksToPropose(r uint64, out Output) int {
+	proposed := func(out Output) bool {
+		for _, e := range out.Messages {
+			if m, ok := e.Msg.(*narwhal.HeaderMsg); ok && m.Header.Round == r {
+				return true
+			}
+		}
+		return false
+	}
+	if proposed(out) {
+		return 0
+	}
+	for tick := 1; tick <= 10; tick++ {
+		if proposed(f.apply(f.p.Tick(uint64(tick)))) {
+			return tick
+		}
+	}
+	return -1
+}
+
 func TestProposerWaitsForTheAnchorCandidateAtMostLeaderTimeout(t *testing.T) {
 	for _, withAnchor := range []bool{false, true} {
 		f := newFixture(t, 4, 0)
@@ -364,24 +386,7 @@ func TestProposerWaitsForTheAnchorCandidateAtMostLeaderTimeout(t *testing.T) {
 		if withAnchor {
 			certs = append(certs, f.certify(f.header(1, 1), 0, 1, 2))
 		}
-		delivered := f.deliver(1, certs...)
-		proposed := func(out Output) bool {
-			for _, e := range out.Messages {
-				if m, ok := e.Msg.(*narwhal.HeaderMsg); ok && m.Header.Round == 2 {
-					return true
-				}
-			}
-			return false
-		}
-		got := -1
-		if proposed(delivered) {
-			got = 0
-		}
-		for tick := 1; got < 0 && tick <= 10; tick++ {
-			if proposed(f.apply(f.p.Tick(uint64(tick)))) {
-				got = tick
-			}
-		}
+		got := f.ticksToPropose(2, f.deliver(1, certs...))
 		want := 4
 		if withAnchor {
 			want = 0
@@ -416,23 +421,7 @@ func TestProposerDoesNotWaitForASilentCandidate(t *testing.T) {
 			f.certs[r] = round
 			certs = append(certs, round...)
 		}
-		proposed := func(out Output) bool {
-			for _, e := range out.Messages {
-				if m, ok := e.Msg.(*narwhal.HeaderMsg); ok && m.Header.Round == 4 {
-					return true
-				}
-			}
-			return false
-		}
-		got := -1
-		if proposed(f.deliver(1, certs...)) {
-			got = 0
-		}
-		for tick := 1; got < 0 && tick <= 10; tick++ {
-			if proposed(f.apply(f.p.Tick(uint64(tick)))) {
-				got = tick
-			}
-		}
+		got := f.ticksToPropose(4, f.deliver(1, certs...))
 		want := 0
 		if recent {
 			want = 4
