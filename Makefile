@@ -98,8 +98,8 @@ image: build ## Build the dsn:lab image (FROM scratch + the static binary and th
 	docker build -q -t dsn:lab -f lab/Dockerfile bin/ >/dev/null && echo "built dsn:lab"
 	@docker image prune -f --filter label=dsn.image=1 >/dev/null  # earlier builds, untagged now (ours only)
 
-lab-render: ## Render MANIFEST into compose/docker-compose.yml and compose/config/
-	$(GO) run ./cmd/dsn lab render --manifest $(MANIFEST) --out compose
+lab-render: build ## Render MANIFEST into compose/docker-compose.yml and compose/config/
+	$(BIN) lab render --manifest $(MANIFEST) --out compose
 
 lab-up: image lab-render ## Start the lab (7 nodes, sequencer, rollup node, L1 sandbox), wait until healthy, print endpoints and state
 	$(COMPOSE) up -d

@@ -43,21 +43,22 @@ func runKernelBuild(ctx context.Context, args []string) error {
 
 func runKernelLink(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("kernel link", flag.ContinueOnError)
-	out := fs.String("o", "kernel.wasm", "output file")
+	out := fs.String("out", "kernel.wasm", "output file (as kernel build's --out)")
+	fs.StringVar(out, "o", "kernel.wasm", "output file (same as --out)")
 	names := fs.Bool("names", false, "keep function names (for dsn kernel run --profile)")
 	goBodies := fs.Bool("go-bodies", false, goBodiesUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 {
-		return fmt.Errorf("usage: dsn kernel link IN.wasm -o OUT.wasm")
+		return fmt.Errorf("usage: dsn kernel link IN.wasm --out OUT.wasm")
 	}
 	in := fs.Arg(0)
 	if err := fs.Parse(fs.Args()[1:]); err != nil { // flags may follow the input
 		return err
 	}
 	if fs.NArg() != 0 {
-		return fmt.Errorf("usage: dsn kernel link IN.wasm -o OUT.wasm")
+		return fmt.Errorf("usage: dsn kernel link IN.wasm --out OUT.wasm")
 	}
 	raw, err := os.ReadFile(in)
 	if err != nil {
