@@ -14,8 +14,10 @@ import (
 	"golang.org/x/crypto/blake2b"
 	"gonum.org/v1/plot/plotter"
 
+	"github.com/tezos-dsn/dsn/internal/config"
 	"github.com/tezos-dsn/dsn/internal/load"
 	"github.com/tezos-dsn/dsn/internal/narwhal"
+	"github.com/tezos-dsn/dsn/services/node/nodetest"
 	"github.com/tezos-dsn/dsn/services/sequencer"
 	"github.com/tezos-dsn/dsn/services/stacktest"
 )
@@ -24,6 +26,7 @@ var (
 	e2eRates     = flag.String("e2e-rates", "100,1000", "offered loads (tx/s) of BenchmarkE2E")
 	e2eStep      = flag.Duration("e2e-step", 10*time.Second, "how long each load of BenchmarkE2E runs")
 	e2eBlockTime = flag.Duration("e2e-block-time", time.Second, "the L1 sandbox's block time in BenchmarkE2E")
+	e2eSlow      = flag.Duration("e2e-slow", 0, "BenchmarkE2E: delay every message node 7 sends to its peers by this much (0: none)")
 )
 
 // e2eStep is one load of BenchmarkE2E.
@@ -48,7 +51,13 @@ type e2eResult struct {
 // HTTP API; submit→ordered and submit→verified latency.
 func BenchmarkE2E(b *testing.B) {
 	for b.Loop() {
-		s := stacktest.Start(b, stacktest.Options{Nodes: 7, BlockTime: *e2eBlockTime, BatchingKeys: 16})
+		slow := func(c *config.Node) {
+			if c.Name == "node-7" {
+				c.Network.Delay.Duration = *e2eSlow
+			}
+		}
+		s := stacktest.Start(b, stacktest.Options{Nodes: 7, BlockTime: *e2eBlockTime, BatchingKeys: 16,
+			NodeOptions: []nodetest.Option{slow}})
 		seq, url, _ := s.Sequencer(b)
 		rng := rand.New(rand.NewPCG(3, 4))
 		var out []e2eResult

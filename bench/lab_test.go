@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	dsnv1 "github.com/tezos-dsn/dsn/api/dsn/v1"
+	"github.com/tezos-dsn/dsn/internal/config"
 	"github.com/tezos-dsn/dsn/lab"
 	"github.com/tezos-dsn/dsn/lab/labtest"
 )
@@ -20,6 +21,7 @@ import (
 var (
 	labRates      = flag.String("lab-rates", "100,1000,5000", "offered loads (tx/s) of BenchmarkLab")
 	labGOMAXPROCS = flag.Int("lab-gomaxprocs", 0, "BenchmarkLab: each container's GOMAXPROCS (the manifest's gomaxprocs; 0: its default, 1)")
+	labSlow       = flag.Duration("lab-slow", 0, "BenchmarkLab: delay every message node 7 sends by this much (a [[shape]] in the manifest; 0: none)")
 )
 
 // labCommittee is the lab's node containers, reached through their
@@ -92,6 +94,9 @@ func BenchmarkLab(b *testing.B) {
 	for b.Loop() {
 		const nodes = 7
 		m := &lab.Manifest{Name: fmt.Sprintf("dsn-bench-%d", os.Getpid()), Nodes: nodes, Seed: 1, GOMAXPROCS: *labGOMAXPROCS}
+		if *labSlow > 0 {
+			m.Shapes = []lab.Shape{{Node: nodes, Delay: config.Duration{Duration: *labSlow}}}
+		}
 		l := labtest.Start(b, m)
 		c := newLabCommittee(b, l, nodes)
 
@@ -107,8 +112,8 @@ func BenchmarkLab(b *testing.B) {
 			steps = append(steps, run(b, c, nil, rate, 512, *stepTime))
 		}
 		t := table.NewWriter()
-		t.SetTitle("submit → ordered in the lab: %d node containers (and the sequencer, rollup node and L1 sandbox), GOMAXPROCS %d each, 512-byte transactions, %s per load",
-			nodes, max(*labGOMAXPROCS, 1), *stepTime)
+		t.SetTitle("submit → ordered in the lab: %d node containers (and the sequencer, rollup node and L1 sandbox), GOMAXPROCS %d each, node %d's messages %s late, 512-byte transactions, %s per load",
+			nodes, max(*labGOMAXPROCS, 1), nodes, *labSlow, *stepTime)
 		t.AppendHeader(table.Row{"offered tx/s", "ordered tx/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "MB/s", "pre-blocks", "node CPU cores", "rounds/s"})
 		for _, s := range steps {
 			t.AppendRow(table.Row{fmt.Sprintf("%.0f", s.OfferedTPS), fmt.Sprintf("%.0f", s.OrderedTPS),
