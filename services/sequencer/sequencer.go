@@ -342,8 +342,7 @@ func (s *Sequencer) answered(i int, ticket uint64, d time.Duration) {
 	if f.answered == nil {
 		f.answered = map[uint64]bool{}
 	}
-	f.answered[ticket] = true
-	f.age(time.Now())
+	f.answered[ticket] = true // leaves the front at the next pick (inFlight.age)
 	s.ackTime[i] += (d - s.ackTime[i]) / 5
 	s.mu.Unlock()
 }
